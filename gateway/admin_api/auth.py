@@ -1,0 +1,18 @@
+"""Bearer admin tokens for the management API (see `manage.py issue_admin_token`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from gateway import selectors
+
+
+class AdminTokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        user = selectors.user_for_admin_token(secret=token)
+        if user is not None:
+            request.user = user
+        return user

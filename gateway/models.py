@@ -1,0 +1,166 @@
+"""Core domain tables: business units, projects, providers, models, keys, admin tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+public_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$",
+    "Use letters, digits and . _ : / @ - (at most 128 characters, starting with a letter or digit).",
+)
+
+
+class BusinessUnit(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    managers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="managed_units")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=120)
+    business_unit = models.ForeignKey(BusinessUnit, on_delete=models.PROTECT, related_name="projects")
+    allowed_models = models.ManyToManyField("gateway.Model", blank=True, related_name="projects")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="gateway.Membership", related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["business_unit", "name"], name="project_name_unique_per_unit")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI"
+        AZURE_OPENAI = "azure_openai", "Azure OpenAI"
+        ANTHROPIC = "anthropic", "Anthropic"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (vLLM, Ollama, llama.cpp, TGI)"
+        DEMO = "demo", "Demo (built in, answers offline)"
+
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    base_url = models.URLField(max_length=500, blank=True)
+    # Fernet token (see gateway/crypto.py); never the plain key.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    approved = models.BooleanField(default=False, help_text="Set by governance: only approved providers serve traffic.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+
+class Model(models.Model):
+    """A public model name that clients ask for, served by one or more deployments."""
+
+    name = models.CharField(max_length=128, unique=True, validators=[public_name_validator])
+    description = models.CharField(max_length=300, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    """One place a model is served: a provider plus the name the provider knows it by."""
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
+    upstream_model = models.CharField(max_length=200)
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(0)])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model} -> {self.provider}/{self.upstream_model}"
+
+
+class VirtualKey(models.Model):
+    """A project's API key. Only its SHA-256 digest and a short display prefix are stored."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="virtual_keys"
+    )
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=20, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.ManyToManyField(
+        Model, blank=True, related_name="keys", help_text="Empty: every model the project may use."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "virtual key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_expired(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
+
+    def is_active(self, at: datetime) -> bool:
+        return self.revoked_at is None and not self.is_expired(at)
+
+
+class AdminToken(models.Model):
+    """A management API token. Stored as a SHA-256 digest; shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="admin_tokens")
+    prefix = models.CharField(max_length=20, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

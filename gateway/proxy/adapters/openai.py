@@ -1,0 +1,189 @@
+"""OpenAI (direct) and OpenAI-compatible servers (vLLM, Ollama /v1, llama.cpp server, TGI)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from gateway.proxy import http
+from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.sse import SSEProtocolError, data_payloads
+from gateway.selectors import DeploymentSnapshot
+
+_MAX_ERROR_MESSAGE = 2_000
+
+
+def _headers(deployment: DeploymentSnapshot) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if deployment.api_key:
+        headers["Authorization"] = f"Bearer {deployment.api_key}"
+    return headers
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
+    if response.content_length is not None and response.content_length > limit:
+        raise UpstreamError("The upstream response is larger than the gateway accepts.")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError("The upstream response is larger than the gateway accepts.")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def upstream_failure(status: int, body: bytes, deployment: DeploymentSnapshot, retry_after: str | None) -> ProxyError:
+    """Turn an upstream's non-2xx answer into the error our client sees.
+
+    4xx about the request (bad parameters, context too long, content policy) pass through with the
+    upstream's message. The upstream rejecting *our* credentials is not the client's fault: it
+    becomes a 502 that names the provider and never echoes the upstream's text (which can quote
+    part of the provider key).
+    """
+    provider = deployment.provider_name
+    if status in (401, 403):
+        return UpstreamError(
+            f"The provider '{provider}' rejected the gateway's credentials (HTTP {status}); "
+            "an administrator must check the provider's API key.",
+            code="upstream_auth_failed",
+        )
+    if 300 <= status < 400:
+        return UpstreamError(f"The provider '{provider}' answered with a redirect, which the gateway does not follow.")
+    error: dict = {}
+    try:
+        parsed = orjson.loads(body) if body else {}
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            error = parsed["error"]
+        elif isinstance(parsed, dict) and isinstance(parsed.get("error"), str):  # vLLM, Ollama, TGI
+            error = {"message": parsed["error"]}
+        elif isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+            error = {"message": parsed["message"]}
+    except orjson.JSONDecodeError:
+        pass
+    message = str(error.get("message") or "")[:_MAX_ERROR_MESSAGE]
+    if status >= 500:
+        return UpstreamError(
+            f"The provider '{provider}' failed with HTTP {status}" + (f": {message}" if message else "."),
+        )
+    headers = {"retry-after": retry_after} if status == 429 and retry_after else None
+    proxied = ProxyError(
+        message or f"The provider '{provider}' refused the request with HTTP {status}.",
+        param=error.get("param") if isinstance(error.get("param"), str) else None,
+        code=error.get("code") if isinstance(error.get("code"), str) else None,
+        status=status if 400 <= status < 500 else 502,
+        headers=headers,
+    )
+    proxied.type = error.get("type") if isinstance(error.get("type"), str) else "invalid_request_error"
+    return proxied
+
+
+def _transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> UpstreamError:
+    provider = deployment.provider_name
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamTimeout(f"The provider '{provider}' did not answer in time.")
+    return UpstreamError(f"The provider '{provider}' could not be reached ({type(exc).__name__}).")
+
+
+class OpenAIStream:
+    def __init__(self, response: aiohttp.ClientResponse, deployment: DeploymentSnapshot) -> None:
+        self._response = response
+        self._deployment = deployment
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        done = False
+        try:
+            async for data in data_payloads(
+                self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
+            ):
+                if data == b"[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError("The provider sent a malformed stream event.") from None
+                if not isinstance(chunk, dict):
+                    raise UpstreamError("The provider sent a malformed stream event.")
+                if "error" in chunk:
+                    error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                    raise UpstreamError(
+                        "The provider reported an error mid-stream: "
+                        + str(error.get("message") or "unknown error")[:_MAX_ERROR_MESSAGE]
+                    )
+                yield chunk
+        except SSEProtocolError as exc:
+            raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
+            raise UpstreamError("The connection to the provider broke mid-stream.") from None
+        if not done:
+            raise UpstreamError("The provider's stream ended before it was complete.")
+
+    async def aclose(self) -> None:
+        # close(), not release(): an unfinished stream's connection must be dropped, which is
+        # what tells the upstream to stop generating (and billing).
+        self._response.close()
+
+
+class OpenAIAdapter:
+    def __init__(self, *, default_base_url: str) -> None:
+        self._default_base_url = default_base_url
+
+    def _url(self, deployment: DeploymentSnapshot, path: str) -> str:
+        return (deployment.base_url or self._default_base_url).rstrip("/") + path
+
+    async def _post_json(self, deployment: DeploymentSnapshot, path: str, payload: dict) -> dict:
+        try:
+            async with http.session().post(
+                self._url(deployment, path),
+                data=orjson.dumps(payload),
+                headers=_headers(deployment),
+                allow_redirects=False,
+            ) as response:
+                body = await _read_capped(response)
+                if response.status != 200:
+                    raise upstream_failure(response.status, body, deployment, response.headers.get("retry-after"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc, deployment) from None
+        try:
+            reply = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
+        if not isinstance(reply, dict):
+            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
+        return reply
+
+    async def chat(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        return await self._post_json(deployment, "/chat/completions", payload)
+
+    async def embeddings(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        return await self._post_json(deployment, "/embeddings", payload)
+
+    async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
+        headers = _headers(deployment)
+        headers["Accept"] = "text/event-stream"
+        try:
+            response = await http.session().post(
+                self._url(deployment, "/chat/completions"),
+                data=orjson.dumps(payload),
+                headers=headers,
+                allow_redirects=False,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc, deployment) from None
+        if response.status != 200:
+            try:
+                body = await _read_capped(response)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _transport_failure(exc, deployment) from None
+            finally:
+                response.release()
+            raise upstream_failure(response.status, body, deployment, response.headers.get("retry-after"))
+        return OpenAIStream(response, deployment)

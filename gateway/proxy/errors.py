@@ -1,0 +1,93 @@
+"""Errors a /v1 client sees, rendered in OpenAI's error shape.
+
+Every message here is written for the client: it never contains a stack trace, a provider's
+credentials or a virtual key.
+"""
+
+from __future__ import annotations
+
+import orjson
+from django.http import HttpResponse
+
+
+class ProxyError(Exception):
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self, request_id: str) -> HttpResponse:
+        response = HttpResponse(orjson.dumps(self.body()), status=self.status, content_type="application/json")
+        response["x-request-id"] = request_id
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+class BadRequest(ProxyError):
+    status = 400
+
+
+class AuthenticationFailed(ProxyError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ProxyError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ProxyError):
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    code = "request_too_large"
+
+
+class UpstreamError(ProxyError):
+    """The provider failed, timed out or answered with an error."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ServiceUnavailable(ProxyError):
+    status = 503
+    type = "api_error"
+    code = "service_unavailable"
+
+
+class InternalError(ProxyError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"

@@ -1,0 +1,114 @@
+"""A lean Django ASGI handler for /v1.
+
+Django's ASGIHandler runs every request through the full middleware stack and sends the
+request_started/request_finished signals, whose receivers are synchronous: each costs a thread
+hop. The proxy needs none of that (it authenticates with virtual keys, holds no session and
+never touches the ORM on the request thread), so this handler:
+
+- resolves against gateway.proxy.urls only, with no middleware;
+- skips the signals (the cache loaders close their own connections);
+- refuses a body over PROXY_MAX_BODY_BYTES while reading it, with an OpenAI error (413);
+- keeps Django's disconnect handling: a client that goes away cancels the view or stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.http import Http404
+
+from gateway.proxy.errors import InternalError, NotFound, PayloadTooLarge
+from gateway.proxy.request import new_request_id
+
+logger = logging.getLogger("gateway.proxy")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class ProxyHandler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(self._respond)
+
+    async def _respond(self, request):  # type: ignore[no-untyped-def]
+        request.urlconf = settings.PROXY_URLCONF
+        try:
+            return await self._get_response_async(request)
+        except Http404:
+            return NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url").response(
+                new_request_id()
+            )
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        await self.handle(scope, receive, send)
+
+    async def read_body(self, receive):  # type: ignore[no-untyped-def]
+        limit = settings.PROXY_MAX_BODY_BYTES
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115 - handed to the request
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            if "body" in message:
+                size += len(message["body"])
+                if size > limit:
+                    body_file.close()
+                    raise _BodyTooLarge()
+                body_file.write(message["body"])
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        except _BodyTooLarge:
+            response = PayloadTooLarge(
+                f"The request body is larger than this gateway accepts ({settings.PROXY_MAX_BODY_BYTES} bytes)."
+            ).response(new_request_id())
+            await self.send_response(response, send)
+            return
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> None:
+            response = await self._middleware_chain(request)
+            with contextlib.suppress(asyncio.CancelledError):  # client went away while we were sending
+                await self.send_response(response, send)
+
+        watcher = asyncio.create_task(self.listen_for_disconnect(receive))
+        worker = asyncio.create_task(process_request())
+        try:
+            await asyncio.wait([watcher, worker], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, worker):
+                if not task.done():
+                    task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, RequestAborted):
+                    pass
+                except Exception as exc:
+                    logger.error("unexpected %s while serving %s", type(exc).__name__, scope.get("path"))
+                    if task is worker and not watcher.done():
+                        await self.send_response(InternalError("The gateway failed unexpectedly.").response(""), send)
+            body_file.close()

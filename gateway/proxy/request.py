@@ -1,0 +1,129 @@
+"""Parsing and checking what a /v1 client sent. Errors name the offending field (`param`)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+
+from gateway.proxy.errors import BadRequest
+
+# Body fields that would let a caller pick the upstream (SSRF) or its credentials. Refused outright.
+ROUTING_OVERRIDES = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "azure_endpoint",
+        "azure_ad_token",
+        "custom_llm_provider",
+        "organization",
+        "extra_headers",
+        "extra_query",
+        "headers",
+        "endpoint",
+        "deployment_id",
+    }
+)
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def presented_key(request: HttpRequest) -> str | None:
+    headers = request.headers
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return headers.get("api-key") or headers.get("x-api-key") or None
+
+
+def json_object(request: HttpRequest) -> dict[str, Any]:
+    body = request.body
+    if not body:
+        raise BadRequest("The request body is empty; send a JSON object.")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "We could not parse the JSON body of your request. Send valid JSON with 'Content-Type: application/json'."
+        ) from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    if overrides := sorted(ROUTING_OVERRIDES.intersection(parsed)):
+        raise BadRequest(
+            f"'{overrides[0]}' may not be set in a request: the gateway chooses the upstream.",
+            param=overrides[0],
+            code="unsupported_parameter",
+        )
+    return parsed
+
+
+def required_str(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        raise BadRequest(f"Missing required parameter: '{field}'.", param=field, code="missing_required_parameter")
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"Invalid type for '{field}': expected a non-empty string.", param=field, code="invalid_type")
+    return value
+
+
+def chat_messages(body: dict[str, Any]) -> list[Any]:
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array.", param="messages", code="invalid_type")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(
+                f"Invalid message at messages[{index}]: each message is an object with a 'role'.",
+                param=f"messages[{index}]",
+                code="invalid_type",
+            )
+    return messages
+
+
+def optional_bool(body: dict[str, Any], field: str) -> bool:
+    value = body.get(field, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"Invalid type for '{field}': expected a boolean.", param=field, code="invalid_type")
+    return value
+
+
+def stream_options(body: dict[str, Any]) -> dict[str, Any]:
+    value = body.get("stream_options")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("Invalid type for 'stream_options': expected an object.", param="stream_options")
+    return value
+
+
+def embedding_input(body: dict[str, Any]) -> None:
+    value = body.get("input")
+    if value is None:
+        raise BadRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    ok = (isinstance(value, str) and value != "") or (
+        isinstance(value, list)
+        and value
+        and (
+            all(isinstance(v, str) and v for v in value)
+            or all(isinstance(v, int) for v in value)
+            or all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value)
+        )
+    )
+    if not ok:
+        raise BadRequest(
+            "'input' must be a non-empty string, an array of non-empty strings, or token arrays.",
+            param="input",
+            code="invalid_type",
+        )

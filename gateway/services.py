@@ -1,0 +1,368 @@
+"""Writes to the core domain. Keyword-only, typed, atomic; callers are views, the admin API,
+management commands and tasks. Every change the proxy caches is announced to all processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from gateway import crypto
+from gateway.errors import ValidationFailed
+from gateway.invalidation import publish_catalog_change
+from gateway.models import (
+    AdminToken,
+    BusinessUnit,
+    Deployment,
+    Membership,
+    Model,
+    Project,
+    Provider,
+    VirtualKey,
+)
+from gateway.secrets_format import (
+    ADMIN_TOKEN_PREFIX,
+    VIRTUAL_KEY_PREFIX,
+    digest,
+    display_prefix,
+    generate_secret,
+)
+
+User = get_user_model()
+
+
+def _validated(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
+    """Run model validation and turn Django's errors into one readable ValidationFailed."""
+    try:
+        instance.full_clean(exclude=list(exclude))
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        label = "" if field == "__all__" else f"{field}: "
+        raise ValidationFailed(f"{label}{' '.join(messages)}", field=None if field == "__all__" else field) from None
+    return instance
+
+
+def _save(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
+    _validated(instance, exclude=exclude)
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise ValidationFailed(f"Conflicts with an existing record: {exc.__cause__ or exc}") from None
+    return instance
+
+
+def _models_by_name(names: Iterable[str]) -> list[Model]:
+    wanted = list(dict.fromkeys(names))
+    found = {m.name: m for m in Model.objects.filter(name__in=wanted)}
+    if missing := [n for n in wanted if n not in found]:
+        raise ValidationFailed(f"Unknown model(s): {', '.join(missing)}", field="allowed_models")
+    return [found[n] for n in wanted]
+
+
+# --- business units ---
+
+
+@transaction.atomic(durable=True)
+def create_business_unit(*, name: str) -> BusinessUnit:
+    return _save(BusinessUnit(name=name.strip()))
+
+
+@transaction.atomic(durable=True)
+def update_business_unit(*, unit: BusinessUnit, name: str | None = None) -> BusinessUnit:
+    if name is not None:
+        unit.name = name.strip()
+    return _save(unit)
+
+
+@transaction.atomic(durable=True)
+def delete_business_unit(*, unit: BusinessUnit) -> None:
+    if unit.projects.exists():
+        raise ValidationFailed("This business unit still has projects; move or delete them first.")
+    unit.delete()
+
+
+# --- projects and members ---
+
+
+@transaction.atomic(durable=True)
+def create_project(*, name: str, business_unit: BusinessUnit, allowed_models: Iterable[str] = ()) -> Project:
+    project = _save(Project(name=name.strip(), business_unit=business_unit))
+    project.allowed_models.set(_models_by_name(allowed_models))
+    return project
+
+
+@transaction.atomic(durable=True)
+def update_project(
+    *,
+    project: Project,
+    name: str | None = None,
+    business_unit: BusinessUnit | None = None,
+    allowed_models: Iterable[str] | None = None,
+) -> Project:
+    if name is not None:
+        project.name = name.strip()
+    if business_unit is not None:
+        project.business_unit = business_unit
+    _save(project)
+    if allowed_models is not None:
+        project.allowed_models.set(_models_by_name(allowed_models))
+    publish_catalog_change()
+    return project
+
+
+@transaction.atomic(durable=True)
+def delete_project(*, project: Project) -> None:
+    project.delete()
+    publish_catalog_change()
+
+
+@transaction.atomic(durable=True)
+def add_member(*, project: Project, user: AbstractBaseUser, role: str = Membership.Role.MEMBER) -> Membership:
+    return _save(Membership(project=project, user=user, role=role))
+
+
+@transaction.atomic(durable=True)
+def change_member_role(*, membership: Membership, role: str) -> Membership:
+    membership.role = role
+    return _save(membership)
+
+
+@transaction.atomic(durable=True)
+def remove_member(*, membership: Membership) -> None:
+    membership.delete()
+
+
+# --- providers ---
+
+
+@transaction.atomic(durable=True)
+def create_provider(*, name: str, kind: str, base_url: str = "", api_key: str = "", approved: bool = False) -> Provider:
+    provider = Provider(name=name.strip(), kind=kind, base_url=base_url.strip(), approved=approved)
+    if api_key:
+        provider.api_key_encrypted = crypto.encrypt_secret(api_key)
+    _check_provider(provider)
+    return _save(provider)
+
+
+@transaction.atomic(durable=True)
+def update_provider(
+    *,
+    provider: Provider,
+    name: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    approved: bool | None = None,
+) -> Provider:
+    if name is not None:
+        provider.name = name.strip()
+    if base_url is not None:
+        provider.base_url = base_url.strip()
+    if api_key is not None:
+        provider.api_key_encrypted = crypto.encrypt_secret(api_key) if api_key else ""
+    if approved is not None:
+        provider.approved = approved
+    _check_provider(provider)
+    _save(provider)
+    publish_catalog_change()
+    return provider
+
+
+def _check_provider(provider: Provider) -> None:
+    needs_url = provider.kind in {Provider.Kind.AZURE_OPENAI, Provider.Kind.OPENAI_COMPATIBLE}
+    if needs_url and not provider.base_url:
+        raise ValidationFailed(f"base_url is required for a provider of kind {provider.kind!r}.", field="base_url")
+
+
+@transaction.atomic(durable=True)
+def delete_provider(*, provider: Provider) -> None:
+    if provider.deployments.exists():
+        raise ValidationFailed("This provider still serves deployments; remove them first.")
+    provider.delete()
+    publish_catalog_change()
+
+
+@transaction.atomic(durable=True)
+def rotate_provider_secrets() -> int:
+    """Re-encrypt every stored provider key under the current (first) encryption key."""
+    providers = list(Provider.objects.select_for_update().exclude(api_key_encrypted=""))
+    for provider in providers:
+        provider.api_key_encrypted = crypto.rotate_secret(provider.api_key_encrypted, what=f"provider {provider.name}")
+        provider.save(update_fields=["api_key_encrypted", "updated_at"])
+    return len(providers)
+
+
+# --- models and deployments ---
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentSpec:
+    provider: Provider
+    upstream_model: str
+    weight: int = 1
+    enabled: bool = True
+
+
+@transaction.atomic(durable=True)
+def create_model(
+    *,
+    name: str,
+    deployments: Iterable[DeploymentSpec],
+    description: str = "",
+    context_window: int | None = None,
+    enabled: bool = True,
+) -> Model:
+    model = _save(Model(name=name.strip(), description=description, context_window=context_window, enabled=enabled))
+    _replace_deployments(model=model, deployments=deployments)
+    publish_catalog_change()
+    return model
+
+
+@transaction.atomic(durable=True)
+def update_model(
+    *,
+    model: Model,
+    description: str | None = None,
+    context_window: int | None = None,
+    enabled: bool | None = None,
+    deployments: Iterable[DeploymentSpec] | None = None,
+) -> Model:
+    if description is not None:
+        model.description = description
+    if context_window is not None:
+        model.context_window = context_window
+    if enabled is not None:
+        model.enabled = enabled
+    _save(model)
+    if deployments is not None:
+        _replace_deployments(model=model, deployments=deployments)
+    publish_catalog_change()
+    return model
+
+
+def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec]) -> None:
+    specs = list(deployments)
+    if not specs:
+        raise ValidationFailed("A model needs at least one deployment.", field="deployments")
+    model.deployments.all().delete()
+    for spec in specs:
+        if not spec.upstream_model.strip():
+            raise ValidationFailed("upstream_model must not be empty.", field="deployments")
+        if spec.weight < 0:
+            raise ValidationFailed("weight must be zero or more.", field="deployments")
+        _save(
+            Deployment(
+                model=model,
+                provider=spec.provider,
+                upstream_model=spec.upstream_model.strip(),
+                weight=spec.weight,
+                enabled=spec.enabled,
+            )
+        )
+
+
+@transaction.atomic(durable=True)
+def delete_model(*, model: Model) -> None:
+    model.delete()
+    publish_catalog_change()
+
+
+# --- virtual keys ---
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: VirtualKey
+    secret: str  # shown to the caller once, never stored
+
+
+@transaction.atomic(durable=True)
+def create_virtual_key(
+    *,
+    project: Project,
+    name: str,
+    created_by: AbstractBaseUser | None = None,
+    allowed_models: Iterable[str] = (),
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at must be in the future.", field="expires_at")
+    models = _models_by_name(allowed_models)
+    project_models = set(project.allowed_models.values_list("name", flat=True))
+    if outside := [m.name for m in models if m.name not in project_models]:
+        raise ValidationFailed(
+            f"A key's models must be a subset of the project's; not allowed for the project: {', '.join(outside)}",
+            field="allowed_models",
+        )
+    secret = generate_secret(VIRTUAL_KEY_PREFIX)
+    key = _save(
+        VirtualKey(
+            project=project,
+            name=name.strip(),
+            created_by=created_by,
+            prefix=display_prefix(secret, VIRTUAL_KEY_PREFIX),
+            key_hash=digest(secret),
+            expires_at=expires_at,
+        )
+    )
+    key.allowed_models.set(models)
+    return IssuedKey(key=key, secret=secret)
+
+
+@transaction.atomic(durable=True)
+def revoke_key(*, key: VirtualKey) -> VirtualKey:
+    """Revoke a key. Idempotent: a second revocation keeps the first time."""
+    if key.revoked_at is None:
+        VirtualKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        key.refresh_from_db(fields=["revoked_at"])
+    publish_catalog_change()
+    return key
+
+
+@transaction.atomic(durable=True)
+def delete_key(*, key: VirtualKey) -> None:
+    key.delete()
+    publish_catalog_change()
+
+
+# --- admin tokens ---
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: AdminToken
+    secret: str
+
+
+@transaction.atomic(durable=True)
+def issue_admin_token(*, username: str) -> IssuedToken:
+    """Create an admin token for USERNAME, creating that user as a superuser if missing."""
+    if not username.strip():
+        raise ValidationFailed("A username is required.", field="username")
+    user, created = User.objects.get_or_create(
+        username=username.strip(), defaults={"is_staff": True, "is_superuser": True}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    elif not (user.is_active and user.is_superuser):
+        raise ValidationFailed(f"User {username!r} exists but is not an active superuser.", field="username")
+    secret = generate_secret(ADMIN_TOKEN_PREFIX)
+    token = AdminToken.objects.create(
+        user=user, prefix=display_prefix(secret, ADMIN_TOKEN_PREFIX), token_hash=digest(secret)
+    )
+    return IssuedToken(token=token, secret=secret)
+
+
+@transaction.atomic(durable=True)
+def revoke_admin_token(*, token: AdminToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
