@@ -1,0 +1,65 @@
+# Symbiosis Gateway. The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install install-dev run serve test lint check worker beat bench requirements clean
+
+$(VENV)/.base: requirements/base.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: requirements/dev.txt $(VENV)/.base
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+## run: set up the embedded default (SQLite, no services) with a demo key, and serve on http://$(HOST):$(PORT)
+run: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py bootstrap_demo --base-url http://$(HOST):$(PORT)
+	$(BIN)/uvicorn gateway.asgi:application --host $(HOST) --port $(PORT) --lifespan on
+
+## serve: production-style serving (gunicorn managing uvicorn workers); configure through the environment
+serve: install
+	$(BIN)/gunicorn gateway.asgi:application -k uvicorn.workers.UvicornWorker --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-2}
+
+## test: the whole suite; against Postgres and Redis when DATABASE_URL / REDIS_URL are set
+# Test-only secrets for the production profile (never used outside the test run).
+test: export SECRET_KEY ?= test-only-secret-key-not-for-production
+test: export SECRETS_ENCRYPTION_KEY ?= shltFI35Gcn51mW7tEyxCyHfCO0SPc7EpzayeM3nVtU=
+test: install-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lint: ruff, formatting, import contracts, migrations and Django's checks
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py check
+
+worker: install
+	$(BIN)/celery -A gateway worker --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A gateway beat --loglevel INFO
+
+## bench: the gateway against the mock upstream called directly, a bare forwarder and LiteLLM
+bench: install-dev
+	$(PY) -m tests.bench.run
+
+## requirements: re-pin requirements/*.txt from requirements/*.in
+requirements: install-dev
+	cd requirements && ../$(BIN)/uv pip compile -q --python-version 3.11 base.in -o base.txt
+	cd requirements && ../$(BIN)/uv pip compile -q --python-version 3.11 dev.in -o dev.txt
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache

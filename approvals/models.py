@@ -1,0 +1,1 @@
+"""Tables of the approvals app (none yet; see the open issues)."""

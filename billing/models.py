@@ -1,0 +1,1 @@
+"""Tables of the billing app (none yet; see the open issues)."""

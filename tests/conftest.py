@@ -1,0 +1,127 @@
+"""Shared fixtures: personas, a project with a key, the mock upstream, a live gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+
+from gateway import services
+from gateway.models import Project
+from tests.factories import BusinessUnitFactory, DeploymentFactory, ModelFactory, ProviderFactory, UserFactory
+from tests.mock_upstream import MockUpstream, free_port
+
+POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
+    skip_redis = pytest.mark.skip(reason="needs Redis (set REDIS_URL=redis://...)")
+    for item in items:
+        if "postgres" in item.keywords and not POSTGRES:
+            item.add_marker(skip_pg)
+        if "redis" in item.keywords and not settings.REDIS_URL:
+            item.add_marker(skip_redis)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_proxy_caches() -> Iterator[None]:
+    from gateway.proxy import catalog
+
+    catalog.invalidate()
+    yield
+    catalog.invalidate()
+
+
+# --- personas ---
+
+
+@pytest.fixture
+def admin_user(db):  # type: ignore[no-untyped-def]
+    return UserFactory(username="root", is_staff=True, is_superuser=True, password=make_password("pw"))
+
+
+@pytest.fixture
+def member(db):  # type: ignore[no-untyped-def]
+    return UserFactory(username="dev")
+
+
+# --- the mock upstream and a live gateway ---
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[MockUpstream]:
+    server = MockUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(mock_upstream: MockUpstream) -> MockUpstream:
+    mock_upstream.state.reset()
+    return mock_upstream
+
+
+class _ThreadedUvicorn:
+    def __init__(self) -> None:
+        from gateway.asgi import application
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning", loop="asyncio"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="gateway-under-test", daemon=True)
+
+    def start(self) -> _ThreadedUvicorn:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            threading.Event().wait(0.025)
+        raise RuntimeError("the gateway did not start under uvicorn")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def live_gateway() -> Iterator[str]:
+    """The gateway's ASGI application served by uvicorn on a free port (base URL without /v1)."""
+    server = _ThreadedUvicorn().start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+@dataclass
+class Setup:
+    project: Project
+    secret: str
+    model: str
+    key_id: int
+
+
+@pytest.fixture
+def gateway_setup(transactional_db, upstream: MockUpstream) -> Setup:  # type: ignore[no-untyped-def]
+    """A project allowed `gpt-test` (served by the mock upstream) with one key."""
+    provider = ProviderFactory(name="mock", base_url=upstream.url)
+    DeploymentFactory(model=ModelFactory(name="gpt-test"), provider=provider, upstream_model="upstream-gpt")
+    project = services.create_project(name="Shop", business_unit=BusinessUnitFactory(), allowed_models=["gpt-test"])
+    issued = services.create_virtual_key(project=project, name="ci")
+    return Setup(project=project, secret=issued.secret, model="gpt-test", key_id=issued.key.id)
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)

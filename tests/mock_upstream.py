@@ -1,0 +1,244 @@
+"""A real HTTP server that speaks OpenAI's wire format (JSON and SSE) and records what it got.
+
+Tests and `make bench` point providers at it. What it does is chosen by the *upstream* model
+name of the request, so one server plays every scenario:
+
+- any name: a chat completion echoing the last user message; SSE when `stream` is true, with
+  a usage chunk when `stream_options.include_usage` is true; tool calls when `tools` are given
+- `mock-status-<code>`: answers <code> with an OpenAI error object (429 adds `retry-after`)
+- `mock-die-mid-stream`: sends two chunks, then cuts the connection
+- `mock-slow-stream`: one chunk every 50 ms for 10 s, noting whether the client went away
+- `mock-hang`: never answers (for timeouts)
+- `mock-bad-json`: answers 200 with a body that is not JSON
+- `mock-no-done`: streams and closes cleanly without `[DONE]`
+- `mock-redirect`: answers 307 to another address
+Embeddings return a 3-dimensional vector per input.
+
+Run standalone with `python -m tests.mock_upstream --port 9100` (the benchmark does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class MockState:
+    requests: list[Recorded] = field(default_factory=list)
+    disconnects: list[str] = field(default_factory=list)  # upstream models whose client went away
+    completed_streams: list[str] = field(default_factory=list)
+    record: bool = True
+
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.disconnects.clear()
+        self.completed_streams.clear()
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    headers = {"retry-after": "7"} if status == 429 else None
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else str(content)
+    return ""
+
+
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": f"echo: {_last_user_text(body)}"}
+    finish = "stop"
+    if body.get("tools"):
+        name = body["tools"][0]["function"]["name"]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Utrecht"}'}}
+            ],
+        }
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "system_fingerprint": "fp_mock",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    chunk = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunk["usage"] = None
+    chunk.update(extra)
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def build_app(state: MockState) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _error(400, "mock: body is not JSON")
+        if state.record:
+            state.requests.append(Recorded(request.path, dict(request.headers), body))
+        model = str(body.get("model", ""))
+        if model.startswith("mock-status-"):
+            status = int(model.removeprefix("mock-status-"))
+            return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
+        if model == "mock-hang":
+            await asyncio.sleep(3600)
+        if model == "mock-bad-json":
+            return web.Response(status=200, body=b"{not json", content_type="application/json")
+        if model == "mock-redirect":
+            raise web.HTTPTemporaryRedirect("http://169.254.169.254/latest/meta-data")
+        if not body.get("stream"):
+            return web.Response(body=orjson.dumps(_completion(body)), content_type="application/json")
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        await response.write(_chunk(body, {"role": "assistant", "content": ""}))
+        if model == "mock-die-mid-stream":
+            await response.write(_chunk(body, {"content": "partial "}))
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        if model == "mock-slow-stream":
+            try:
+                for i in range(200):
+                    await response.write(_chunk(body, {"content": f"tick{i} "}))
+                    await asyncio.sleep(0.05)
+            except (ConnectionResetError, asyncio.CancelledError):
+                state.disconnects.append(model)
+                raise
+            state.completed_streams.append(model)
+            return response
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+            await response.write(_chunk(body, {"tool_calls": [call]}))
+            for part in ('{"city": ', '"Utrecht"}'):
+                await response.write(_chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+            await response.write(_chunk(body, {}, "tool_calls"))
+        else:
+            for word in f"echo: {_last_user_text(body)}".split(" "):
+                await response.write(_chunk(body, {"content": word + " "}))
+            await response.write(_chunk(body, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+            chunk = orjson.loads(_chunk(body, {})[6:])
+            chunk["choices"] = []
+            chunk["usage"] = usage
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        if model != "mock-no-done":
+            await response.write(b"data: [DONE]\n\n")
+        state.completed_streams.append(model)
+        return response
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json(loads=orjson.loads)
+        if state.record:
+            state.requests.append(Recorded(request.path, dict(request.headers), body))
+        model = str(body.get("model", ""))
+        if model.startswith("mock-status-"):
+            status = int(model.removeprefix("mock-status-"))
+            return _error(status, f"mock upstream error {status}")
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
+        reply = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    for prefix in ("", "/v1"):
+        app.router.add_post(prefix + "/chat/completions", chat)
+        app.router.add_post(prefix + "/embeddings", embeddings)
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MockUpstream:
+    """The server in a background thread with its own event loop."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.state = MockState()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="mock-upstream", daemon=True)
+        self._started = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(build_app(self.state), handle_signals=False, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self) -> MockUpstream:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("mock upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    args = parser.parse_args()
+    state = MockState(record=False)
+    web.run_app(build_app(state), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
