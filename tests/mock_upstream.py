@@ -8,7 +8,7 @@ name of the request, so one server plays every scenario:
 - `mock-status-<code>`: answers <code> with an OpenAI error object (429 adds `retry-after`)
 - `mock-die-mid-stream`: sends two chunks, then cuts the connection
 - `mock-slow-stream`: one chunk every 50 ms for 10 s, noting whether the client went away
-- `mock-hang`: never answers (for timeouts)
+- `mock-hang`: answers nothing for 30 s (for timeouts)
 - `mock-bad-json`: answers 200 with a body that is not JSON
 - `mock-no-done`: streams and closes cleanly without `[DONE]`
 - `mock-redirect`: answers 307 to another address
@@ -120,7 +120,7 @@ def build_app(state: MockState) -> web.Application:
             status = int(model.removeprefix("mock-status-"))
             return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
         if model == "mock-hang":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(30)
         if model == "mock-bad-json":
             return web.Response(status=200, body=b"{not json", content_type="application/json")
         if model == "mock-redirect":
@@ -212,7 +212,7 @@ class MockUpstream:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(build_app(self.state), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(build_app(self.state), handle_signals=False, access_log=None, shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
         self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._started.set()

@@ -25,15 +25,17 @@ def session() -> aiohttp.ClientSession:
         )
         _session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=settings.UPSTREAM_TIMEOUT, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT
-            ),
+            timeout=timeout(),
             auto_decompress=True,
             trust_env=False,  # never route through a proxy from the environment by accident
             skip_auto_headers=("User-Agent",),
-            json_serialize=None,  # bodies are bytes we serialise ourselves (orjson)
         )
     return _session
+
+
+def timeout() -> aiohttp.ClientTimeout:
+    """Per request, so a settings change (tests, reload) applies without a new pool."""
+    return aiohttp.ClientTimeout(total=settings.UPSTREAM_TIMEOUT, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT)
 
 
 async def close() -> None:

@@ -146,6 +146,7 @@ class OpenAIAdapter:
                 data=orjson.dumps(payload),
                 headers=_headers(deployment),
                 allow_redirects=False,
+                timeout=http.timeout(),
             ) as response:
                 body = await _read_capped(response)
                 if response.status != 200:
@@ -175,6 +176,7 @@ class OpenAIAdapter:
                 data=orjson.dumps(payload),
                 headers=headers,
                 allow_redirects=False,
+                timeout=http.timeout(),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_failure(exc, deployment) from None
