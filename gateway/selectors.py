@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections
 from django.db.models import Prefetch, QuerySet
 
 from gateway import crypto
-from gateway.models import AdminToken, Deployment, Model, Project, Provider, VirtualKey
+from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
 from gateway.secrets_format import digest, digests_match
 
 # --- snapshots the proxy caches (plain, immutable; no ORM objects cross into async code) ---
@@ -156,3 +157,22 @@ def list_models() -> QuerySet[Model]:
 
 def list_keys(*, project: Project) -> QuerySet[VirtualKey]:
     return project.keys.prefetch_related("allowed_models")
+
+
+def list_business_units() -> QuerySet[BusinessUnit]:
+    return BusinessUnit.objects.all()
+
+
+def list_members(*, project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("id")
+
+
+def list_all_keys() -> QuerySet[VirtualKey]:
+    return VirtualKey.objects.prefetch_related("allowed_models")
+
+
+def user_by_id_or_username(*, user: int | str) -> AbstractBaseUser | None:
+    """The user with this id (an int) or this username (a str), or None."""
+    User = get_user_model()
+    lookup = {"pk": user} if isinstance(user, int) else {User.USERNAME_FIELD: user}
+    return User.objects.filter(**lookup).first()

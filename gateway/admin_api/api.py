@@ -1,14 +1,30 @@
-"""The management API at /api/v1/ (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs)."""
+"""The management API at /api/v1/ (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs).
+
+The docs page is ninja's Swagger UI. Because "ninja" is in INSTALLED_APPS, ninja renders it
+from its bundled static files (served by WhiteNoise), not from a CDN: it works offline.
+"""
 
 from __future__ import annotations
 
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 
+from gateway.admin_api import ai_models, business_units, errors, keys, members, projects, providers
 from gateway.admin_api.auth import AdminTokenAuth
 
 api = NinjaAPI(
     title="Symbiosis Gateway management API",
     version="1",
+    description="Manage business units, projects, members, providers, models and virtual keys. "
+    "Authenticate with `Authorization: Bearer <token>` (create one with `manage.py issue_admin_token`).",
     urls_namespace="admin_api",
     auth=AdminTokenAuth(),
+    docs=Swagger(),
 )
+errors.install(api)
+
+api.add_router("/business-units", business_units.router)
+api.add_router("/projects", projects.router)
+api.add_router("/projects", members.router)
+api.add_router("/providers", providers.router)
+api.add_router("/models", ai_models.router)
+api.add_router("", keys.router)

@@ -11,6 +11,14 @@ from gateway import selectors
 
 
 class AdminTokenAuth(HttpBearer):
+    def __call__(self, request: HttpRequest) -> Any:
+        # Replaces HttpBearer.__call__, which logs the whole header (the token) under DEBUG
+        # when the scheme is not "Bearer".
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != self.openapi_scheme or not token.strip():
+            return None
+        return self.authenticate(request, token.strip())
+
     def authenticate(self, request: HttpRequest, token: str) -> Any:
         user = selectors.user_for_admin_token(secret=token)
         if user is not None:

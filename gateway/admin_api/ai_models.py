@@ -1,0 +1,69 @@
+"""/api/v1/models: public model names and the deployments (provider + upstream name) serving them."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from gateway import selectors, services
+from gateway.admin_api.lookups import get_many_or_400, get_or_404
+from gateway.admin_api.schemas import DeploymentIn, ErrorOut, ModelIn, ModelOut, ModelPatch
+from gateway.models import Model
+
+router = Router(tags=["models"])
+
+
+def _specs(deployments: list[DeploymentIn]) -> list[services.DeploymentSpec]:
+    providers = get_many_or_400(
+        selectors.list_providers(), pks=[d.provider for d in deployments], what="provider", field="deployments"
+    )
+    return [
+        services.DeploymentSpec(
+            provider=providers[d.provider], upstream_model=d.upstream_model, weight=d.weight, enabled=d.enabled
+        )
+        for d in deployments
+    ]
+
+
+@router.get("", response=list[ModelOut])
+def list_models(request: HttpRequest) -> list[Model]:
+    return list(selectors.list_models())
+
+
+@router.post("", response={201: ModelOut, 400: ErrorOut})
+def create_model(request: HttpRequest, payload: ModelIn) -> Status[Model]:
+    model = services.create_model(
+        name=payload.name,
+        deployments=_specs(payload.deployments),
+        description=payload.description,
+        context_window=payload.context_window,
+        enabled=payload.enabled,
+    )
+    return Status(201, get_or_404(selectors.list_models(), pk=model.pk, what="Model"))
+
+
+@router.get("/{model_id}", response={200: ModelOut, 404: ErrorOut})
+def get_model(request: HttpRequest, model_id: int) -> Model:
+    return get_or_404(selectors.list_models(), pk=model_id, what="Model")
+
+
+@router.patch("/{model_id}", response={200: ModelOut, 400: ErrorOut, 404: ErrorOut})
+def update_model(request: HttpRequest, model_id: int, payload: ModelPatch) -> Model:
+    """The name is fixed (clients use it). `deployments`, when given, replaces them all (new ids)."""
+    model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
+    services.update_model(
+        model=model,
+        description=payload.description,
+        context_window=payload.context_window,
+        enabled=payload.enabled,
+        deployments=_specs(payload.deployments) if payload.deployments is not None else None,
+    )
+    return get_or_404(selectors.list_models(), pk=model_id, what="Model")
+
+
+@router.delete("/{model_id}", response={204: None, 404: ErrorOut})
+def delete_model(request: HttpRequest, model_id: int) -> Status[None]:
+    """Deletes the model with its deployments; projects and keys stop listing it."""
+    model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
+    services.delete_model(model=model)
+    return Status(204, None)

@@ -1,0 +1,237 @@
+"""Request and response bodies of the management API.
+
+Inputs refuse unknown fields (a typo is a 422 naming it, not a silently ignored change).
+In PATCH bodies an omitted field, or null, leaves the value unchanged.
+Provider API keys are write-only: `SecretStr` on the way in, only `has_api_key` on the way out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from ninja import Schema
+from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, field_validator
+
+from gateway.models import Deployment, Membership, Model, Project, Provider, VirtualKey
+
+
+class In(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL in text; refuse it here, naming the field, not as a 500.
+        strings = value if isinstance(value, list) else [value]
+        if any(isinstance(s, str) and "\x00" in s for s in strings):
+            raise ValueError("must not contain NUL (\\x00) characters")
+        return value
+
+
+class ErrorOut(Schema):
+    detail: str
+    field: str | None = None
+
+
+# --- business units ---
+
+
+class BusinessUnitIn(In):
+    name: str
+
+
+class BusinessUnitPatch(In):
+    name: str | None = None
+
+
+class BusinessUnitOut(Schema):
+    id: int
+    name: str
+    created_at: datetime
+
+
+# --- projects and members ---
+
+
+class ProjectIn(In):
+    name: str
+    business_unit: int = Field(description="The business unit's id.")
+    allowed_models: list[str] = Field(default_factory=list, description="Public model names the project may use.")
+
+
+class ProjectPatch(In):
+    name: str | None = None
+    business_unit: int | None = None
+    allowed_models: list[str] | None = Field(default=None, description="Replaces the whole list when given.")
+
+
+class ProjectOut(Schema):
+    id: int
+    name: str
+    business_unit: int
+    allowed_models: list[str]
+    created_at: datetime
+
+    @staticmethod
+    def resolve_business_unit(obj: Project) -> int:
+        return obj.business_unit_id
+
+    @staticmethod
+    def resolve_allowed_models(obj: Project) -> list[str]:
+        return [m.name for m in obj.allowed_models.all()]
+
+
+class MemberIn(In):
+    user: int | str = Field(description="A user id (number) or a username (string). The user must exist.")
+    role: Membership.Role = Membership.Role.MEMBER
+
+
+class MemberPatch(In):
+    role: Membership.Role
+
+
+class MemberOut(Schema):
+    id: int
+    project: int
+    user: int
+    username: str
+    role: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_project(obj: Membership) -> int:
+        return obj.project_id
+
+    @staticmethod
+    def resolve_user(obj: Membership) -> int:
+        return obj.user_id
+
+    @staticmethod
+    def resolve_username(obj: Membership) -> str:
+        return obj.user.get_username()
+
+
+# --- providers ---
+
+
+class ProviderIn(In):
+    name: str
+    kind: Provider.Kind
+    base_url: str = ""
+    api_key: SecretStr | None = Field(default=None, description="Write-only: stored encrypted, never returned.")
+    approved: bool = False
+
+
+class ProviderPatch(In):
+    name: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(default=None, description='Write-only. "" removes the stored key.')
+    approved: bool | None = None
+
+
+class ProviderOut(Schema):
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    approved: bool
+    has_api_key: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- models and their deployments ---
+
+
+class DeploymentIn(In):
+    provider: int = Field(description="The provider's id.")
+    upstream_model: str = Field(description="The name the provider knows the model by.")
+    weight: int = Field(default=1, ge=0)
+    enabled: bool = True
+
+
+class ModelIn(In):
+    name: str = Field(description="The public name clients ask for.")
+    deployments: list[DeploymentIn]
+    description: str = ""
+    context_window: int | None = Field(default=None, ge=1)
+    enabled: bool = True
+
+
+class ModelPatch(In):
+    description: str | None = None
+    context_window: int | None = Field(default=None, ge=1)
+    enabled: bool | None = None
+    deployments: list[DeploymentIn] | None = Field(default=None, description="Replaces every deployment when given.")
+
+
+class DeploymentOut(Schema):
+    id: int
+    provider: int
+    upstream_model: str
+    weight: int
+    enabled: bool
+
+    @staticmethod
+    def resolve_provider(obj: Deployment) -> int:
+        return obj.provider_id
+
+
+class ModelOut(Schema):
+    id: int
+    name: str
+    description: str
+    context_window: int | None
+    enabled: bool
+    created_at: datetime
+    deployments: list[DeploymentOut]
+
+    @staticmethod
+    def resolve_deployments(obj: Model) -> list[Deployment]:
+        return list(obj.deployments.all())
+
+
+# --- virtual keys ---
+
+
+class KeyIn(In):
+    name: str
+    allowed_models: list[str] = Field(
+        default_factory=list, description="A subset of the project's models; empty means all of them."
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="With a time zone, in the future.")
+
+
+class KeyOut(Schema):
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters of the key, to recognise it.")
+    project: int
+    created_by: int | None
+    allowed_models: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool = Field(description="Neither revoked nor expired.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_project(obj: VirtualKey) -> int:
+        return obj.project_id
+
+    @staticmethod
+    def resolve_created_by(obj: VirtualKey) -> int | None:
+        return obj.created_by_id
+
+    @staticmethod
+    def resolve_allowed_models(obj: VirtualKey) -> list[str]:
+        return [m.name for m in obj.allowed_models.all()]
+
+    @staticmethod
+    def resolve_active(obj: VirtualKey) -> bool:
+        return obj.is_active(timezone.now())
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="The full key. Shown only in this response: store it now.")

@@ -1,0 +1,174 @@
+"""/api/v1/models: public model names and their deployments."""
+
+import pytest
+
+from gateway.models import Deployment, Model
+from tests.factories import DeploymentFactory, ModelFactory, ProviderFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_returns_201_with_deployments_and_their_ids_when_input_is_valid(api):
+    first, second = ProviderFactory(), ProviderFactory()
+
+    response = api.post(
+        "/models",
+        {
+            "name": "gpt-4o",
+            "description": "Flagship",
+            "context_window": 128000,
+            "deployments": [
+                {"provider": first.id, "upstream_model": "gpt-4o-2024-08-06", "weight": 3},
+                {"provider": second.id, "upstream_model": "gpt-4o", "weight": 1, "enabled": False},
+            ],
+        },
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) >= {"id", "name", "description", "context_window", "enabled", "deployments"}
+    assert (body["name"], body["description"], body["context_window"], body["enabled"]) == (
+        "gpt-4o",
+        "Flagship",
+        128000,
+        True,
+    )
+    stored = list(Deployment.objects.filter(model_id=body["id"]).order_by("id"))
+    assert body["deployments"] == [
+        {"id": stored[0].id, "provider": first.id, "upstream_model": "gpt-4o-2024-08-06", "weight": 3, "enabled": True},
+        {"id": stored[1].id, "provider": second.id, "upstream_model": "gpt-4o", "weight": 1, "enabled": False},
+    ]
+
+
+def test_create_returns_400_naming_deployments_when_a_provider_is_unknown(api):
+    response = api.post("/models", {"name": "m", "deployments": [{"provider": 999999, "upstream_model": "x"}]})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "deployments"
+    assert "999999" in response.json()["detail"]
+    assert not Model.objects.exists()
+
+
+def test_create_returns_400_naming_deployments_when_there_are_none(api):
+    response = api.post("/models", {"name": "m", "deployments": []})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "deployments"
+    assert not Model.objects.exists()
+
+
+def test_create_returns_422_naming_the_weight_when_weight_is_negative(api):
+    provider = ProviderFactory()
+
+    response = api.post(
+        "/models", {"name": "m", "deployments": [{"provider": provider.id, "upstream_model": "x", "weight": -1}]}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "deployments.0.weight"
+
+
+def test_create_returns_422_naming_deployments_when_they_are_missing(api):
+    response = api.post("/models", {"name": "m"})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "deployments"
+
+
+def test_create_returns_400_naming_name_when_name_has_forbidden_characters(api):
+    provider = ProviderFactory()
+
+    response = api.post(
+        "/models", {"name": "has space", "deployments": [{"provider": provider.id, "upstream_model": "x"}]}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "name"
+
+
+def test_create_returns_400_naming_name_when_name_is_taken(api):
+    deployment = DeploymentFactory(model=ModelFactory(name="gpt-4o"))
+
+    response = api.post(
+        "/models", {"name": "gpt-4o", "deployments": [{"provider": deployment.provider_id, "upstream_model": "x"}]}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "name"
+
+
+def test_list_returns_models_with_deployments_in_bounded_queries_when_several_exist(api, django_assert_max_num_queries):
+    for name in ("b", "a", "c"):
+        DeploymentFactory(model=ModelFactory(name=name))
+
+    with django_assert_max_num_queries(4):
+        response = api.get("/models")
+
+    assert response.status_code == 200
+    assert [m["name"] for m in response.json()] == ["a", "b", "c"]
+    assert all(len(m["deployments"]) == 1 for m in response.json())
+
+
+def test_get_returns_the_model_when_id_exists(api):
+    deployment = DeploymentFactory(upstream_model="up", weight=2)
+
+    response = api.get(f"/models/{deployment.model_id}")
+
+    assert response.status_code == 200
+    assert response.json()["deployments"] == [
+        {"id": deployment.id, "provider": deployment.provider_id, "upstream_model": "up", "weight": 2, "enabled": True}
+    ]
+
+
+def test_get_returns_404_when_id_is_unknown(api):
+    response = api.get("/models/999999")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Model 999999 not found."}
+
+
+def test_patch_changes_fields_and_keeps_deployments_when_deployments_are_omitted(api):
+    deployment = DeploymentFactory()
+
+    response = api.patch(
+        f"/models/{deployment.model_id}", {"description": "new", "enabled": False, "context_window": 8192}
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["description"], body["enabled"], body["context_window"]) == ("new", False, 8192)
+    assert [d["id"] for d in body["deployments"]] == [deployment.id]
+
+
+def test_patch_replaces_every_deployment_when_deployments_are_given(api):
+    deployment = DeploymentFactory()
+    other = ProviderFactory()
+
+    response = api.patch(
+        f"/models/{deployment.model_id}", {"deployments": [{"provider": other.id, "upstream_model": "new"}]}
+    )
+
+    assert response.status_code == 200
+    assert [(d["provider"], d["upstream_model"]) for d in response.json()["deployments"]] == [(other.id, "new")]
+    assert not Deployment.objects.filter(id=deployment.id).exists()
+
+
+def test_patch_returns_422_naming_name_when_name_is_sent(api):
+    deployment = DeploymentFactory()
+
+    response = api.patch(f"/models/{deployment.model_id}", {"name": "renamed"})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "name"
+
+
+def test_delete_returns_204_and_removes_model_and_deployments_when_model_exists(api):
+    deployment = DeploymentFactory()
+
+    assert api.delete(f"/models/{deployment.model_id}").status_code == 204
+    assert not Model.objects.filter(id=deployment.model_id).exists()
+    assert not Deployment.objects.filter(id=deployment.id).exists()
+
+
+def test_delete_returns_404_when_id_is_unknown(api):
+    assert api.delete("/models/999999").status_code == 404
