@@ -11,7 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.task(name="gateway.ping")
+@app.task(name="gateway.ping", ignore_result=False)
 def ping() -> str:
     """A no-op task to check that a worker answers (used by tests and operators)."""
     return "pong"
