@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+
+
+def validate_http_url(value: str) -> None:
+    """An http(s) URL with a host. Unlike URLValidator, hosts without a dot are fine
+    (`http://vllm:8000/v1`, `http://ollama:11434` are how self-hosted servers are reached)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Enter an http:// or https:// URL with a host name.", code="invalid")
+    if parts.username or parts.password:
+        raise ValidationError("Put credentials in the API key, not in the URL.", code="invalid")
+
 
 public_name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$",
@@ -68,7 +81,10 @@ class Provider(models.Model):
 
     name = models.CharField(max_length=120, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    base_url = models.URLField(max_length=500, blank=True)
+    base_url = models.CharField(max_length=500, blank=True, validators=[validate_http_url])
+    api_version = models.CharField(
+        max_length=40, blank=True, help_text="Azure OpenAI: the api-version query parameter (e.g. 2024-10-21)."
+    )
     # Fernet token (see gateway/crypto.py); never the plain key.
     api_key_encrypted = models.TextField(blank=True, editable=False)
     approved = models.BooleanField(default=False, help_text="Set by governance: only approved providers serve traffic.")
@@ -92,6 +108,12 @@ class Model(models.Model):
     name = models.CharField(max_length=128, unique=True, validators=[public_name_validator])
     description = models.CharField(max_length=300, blank=True)
     context_window = models.PositiveIntegerField(null=True, blank=True)
+    default_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sent when a request sets none and the provider requires it (Anthropic)."
+    )
+    fallbacks = models.JSONField(
+        default=list, blank=True, help_text="Public names of models to try, in order, when every deployment fails."
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -109,7 +131,16 @@ class Deployment(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
     upstream_model = models.CharField(max_length=200)
     weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(0)])
+    priority = models.PositiveSmallIntegerField(
+        default=0, help_text="Lower is tried first; higher priorities serve only when the lower ones cannot."
+    )
     enabled = models.BooleanField(default=True)
+    connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty: UPSTREAM_CONNECT_TIMEOUT.")
+    first_token_timeout = models.FloatField(
+        null=True, blank=True, help_text="Seconds until the answer (or a stream's first chunk) starts."
+    )
+    idle_timeout = models.FloatField(null=True, blank=True, help_text="Seconds a stream may stay silent.")
+    total_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty: UPSTREAM_TIMEOUT.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

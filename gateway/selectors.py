@@ -41,8 +41,14 @@ class DeploymentSnapshot:
     provider_approved: bool
     base_url: str
     api_key: str = ""  # decrypted; lives only in memory
+    api_version: str = ""
     upstream_model: str = ""
     weight: int = 1
+    priority: int = 0
+    connect_timeout: float | None = None
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
+    total_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,8 @@ class ModelSnapshot:
     context_window: int | None
     created: int
     deployments: tuple[DeploymentSnapshot, ...]
+    fallbacks: tuple[str, ...] = ()
+    default_max_tokens: int | None = None
 
 
 def _closing_connections(func):  # type: ignore[no-untyped-def]
@@ -106,6 +114,8 @@ def model_catalog() -> dict[str, ModelSnapshot]:
             context_window=model.context_window,
             created=int(model.created_at.timestamp()),
             deployments=tuple(_deployment_snapshot(d) for d in model.deployments.all()),
+            fallbacks=tuple(model.fallbacks or ()),
+            default_max_tokens=model.default_max_tokens,
         )
     return catalog
 
@@ -123,8 +133,14 @@ def _deployment_snapshot(deployment: Deployment) -> DeploymentSnapshot:
         provider_approved=provider.approved,
         base_url=provider.base_url,
         api_key=api_key,
+        api_version=provider.api_version,
         upstream_model=deployment.upstream_model,
         weight=deployment.weight,
+        priority=deployment.priority,
+        connect_timeout=deployment.connect_timeout,
+        first_token_timeout=deployment.first_token_timeout,
+        idle_timeout=deployment.idle_timeout,
+        total_timeout=deployment.total_timeout,
     )
 
 

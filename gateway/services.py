@@ -36,6 +36,7 @@ from gateway.secrets_format import (
 )
 
 User = get_user_model()
+AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
 
 def _validated(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
@@ -59,11 +60,11 @@ def _save(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
     return instance
 
 
-def _models_by_name(names: Iterable[str]) -> list[Model]:
+def _models_by_name(names: Iterable[str], *, field: str = "allowed_models") -> list[Model]:
     wanted = list(dict.fromkeys(names))
     found = {m.name: m for m in Model.objects.filter(name__in=wanted)}
     if missing := [n for n in wanted if n not in found]:
-        raise ValidationFailed(f"Unknown model(s): {', '.join(missing)}", field="allowed_models")
+        raise ValidationFailed(f"Unknown model(s): {', '.join(missing)}", field=field)
     return [found[n] for n in wanted]
 
 
@@ -144,8 +145,18 @@ def remove_member(*, membership: Membership) -> None:
 
 
 @transaction.atomic(durable=True)
-def create_provider(*, name: str, kind: str, base_url: str = "", api_key: str = "", approved: bool = False) -> Provider:
-    provider = Provider(name=name.strip(), kind=kind, base_url=base_url.strip(), approved=approved)
+def create_provider(
+    *,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str = "",
+    approved: bool = False,
+    api_version: str = "",
+) -> Provider:
+    provider = Provider(
+        name=name.strip(), kind=kind, base_url=base_url.strip(), approved=approved, api_version=api_version.strip()
+    )
     if api_key:
         provider.api_key_encrypted = crypto.encrypt_secret(api_key)
     _check_provider(provider)
@@ -160,6 +171,7 @@ def update_provider(
     base_url: str | None = None,
     api_key: str | None = None,
     approved: bool | None = None,
+    api_version: str | None = None,
 ) -> Provider:
     if name is not None:
         provider.name = name.strip()
@@ -169,6 +181,8 @@ def update_provider(
         provider.api_key_encrypted = crypto.encrypt_secret(api_key) if api_key else ""
     if approved is not None:
         provider.approved = approved
+    if api_version is not None:
+        provider.api_version = api_version.strip()
     _check_provider(provider)
     _save(provider)
     publish_catalog_change()
@@ -179,6 +193,8 @@ def _check_provider(provider: Provider) -> None:
     needs_url = provider.kind in {Provider.Kind.AZURE_OPENAI, Provider.Kind.OPENAI_COMPATIBLE}
     if needs_url and not provider.base_url:
         raise ValidationFailed(f"base_url is required for a provider of kind {provider.kind!r}.", field="base_url")
+    if provider.kind == Provider.Kind.AZURE_OPENAI and not provider.api_version:
+        provider.api_version = AZURE_DEFAULT_API_VERSION
 
 
 @transaction.atomic(durable=True)
@@ -207,7 +223,15 @@ class DeploymentSpec:
     provider: Provider
     upstream_model: str
     weight: int = 1
+    priority: int = 0
     enabled: bool = True
+    connect_timeout: float | None = None
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
+    total_timeout: float | None = None
+
+
+_UNSET: Any = object()
 
 
 @transaction.atomic(durable=True)
@@ -217,9 +241,21 @@ def create_model(
     deployments: Iterable[DeploymentSpec],
     description: str = "",
     context_window: int | None = None,
+    default_max_tokens: int | None = None,
+    fallbacks: Iterable[str] = (),
     enabled: bool = True,
 ) -> Model:
-    model = _save(Model(name=name.strip(), description=description, context_window=context_window, enabled=enabled))
+    model = _save(
+        Model(
+            name=name.strip(),
+            description=description,
+            context_window=context_window,
+            default_max_tokens=default_max_tokens,
+            enabled=enabled,
+        )
+    )
+    model.fallbacks = _checked_fallbacks(model, fallbacks)
+    model.save(update_fields=["fallbacks"])
     _replace_deployments(model=model, deployments=deployments)
     publish_catalog_change()
     return model
@@ -230,14 +266,21 @@ def update_model(
     *,
     model: Model,
     description: str | None = None,
-    context_window: int | None = None,
+    context_window: int | None = _UNSET,
+    default_max_tokens: int | None = _UNSET,
+    fallbacks: Iterable[str] | None = None,
     enabled: bool | None = None,
     deployments: Iterable[DeploymentSpec] | None = None,
 ) -> Model:
+    """Change a model. `context_window` and `default_max_tokens` may be set to None to clear them."""
     if description is not None:
         model.description = description
-    if context_window is not None:
+    if context_window is not _UNSET:
         model.context_window = context_window
+    if default_max_tokens is not _UNSET:
+        model.default_max_tokens = default_max_tokens
+    if fallbacks is not None:
+        model.fallbacks = _checked_fallbacks(model, fallbacks)
     if enabled is not None:
         model.enabled = enabled
     _save(model)
@@ -247,25 +290,45 @@ def update_model(
     return model
 
 
+def _checked_fallbacks(model: Model, names: Iterable[str]) -> list[str]:
+    wanted = list(dict.fromkeys(n.strip() for n in names))
+    if model.name in wanted:
+        raise ValidationFailed("A model cannot fall back to itself.", field="fallbacks")
+    _models_by_name(wanted, field="fallbacks")  # raises naming unknown ones
+    return wanted
+
+
 def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec]) -> None:
+    """Make the model's deployments exactly these. A deployment with the same provider and upstream
+    name keeps its id (and so its health history); others are added or removed."""
     specs = list(deployments)
     if not specs:
         raise ValidationFailed("A model needs at least one deployment.", field="deployments")
-    model.deployments.all().delete()
+    existing = {(d.provider_id, d.upstream_model): d for d in model.deployments.all()}
+    kept: set[int] = set()
     for spec in specs:
-        if not spec.upstream_model.strip():
+        upstream_model = spec.upstream_model.strip()
+        if not upstream_model:
             raise ValidationFailed("upstream_model must not be empty.", field="deployments")
-        if spec.weight < 0:
-            raise ValidationFailed("weight must be zero or more.", field="deployments")
-        _save(
-            Deployment(
-                model=model,
-                provider=spec.provider,
-                upstream_model=spec.upstream_model.strip(),
-                weight=spec.weight,
-                enabled=spec.enabled,
-            )
+        if spec.weight < 0 or spec.priority < 0:
+            raise ValidationFailed("weight and priority must be zero or more.", field="deployments")
+        for name in ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout"):
+            value = getattr(spec, name)
+            if value is not None and value <= 0:
+                raise ValidationFailed(f"{name} must be more than zero seconds.", field="deployments")
+        deployment = existing.get((spec.provider.pk, upstream_model)) or Deployment(
+            model=model, provider=spec.provider, upstream_model=upstream_model
         )
+        if deployment.pk in kept:
+            raise ValidationFailed(
+                f"Provider {spec.provider.name!r} serves {upstream_model!r} twice in this model.", field="deployments"
+            )
+        deployment.weight, deployment.priority, deployment.enabled = spec.weight, spec.priority, spec.enabled
+        deployment.connect_timeout, deployment.first_token_timeout = spec.connect_timeout, spec.first_token_timeout
+        deployment.idle_timeout, deployment.total_timeout = spec.idle_timeout, spec.total_timeout
+        _save(deployment)
+        kept.add(deployment.pk)
+    model.deployments.exclude(pk__in=kept).delete()
 
 
 @transaction.atomic(durable=True)

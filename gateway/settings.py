@@ -123,7 +123,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_RESULT_BACKEND = None
+    CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -131,6 +131,7 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_IGNORE_RESULT = True  # tasks that return something worth keeping opt in (ignore_result=False)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
@@ -185,4 +186,12 @@ UPSTREAM_TIMEOUT = env_float("UPSTREAM_TIMEOUT", 600.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
 UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, minimum=1024)
 CATALOG_CACHE_TTL = env_float("CATALOG_CACHE_TTL", 30.0)
+# Retries, fallbacks and circuit breaking (gateway/proxy/router.py, breaker.py)
+ROUTER_MAX_ATTEMPTS = env_int("ROUTER_MAX_ATTEMPTS", 3, minimum=1)
+ROUTER_BACKOFF_BASE = env_float("ROUTER_BACKOFF_BASE", 0.25)
+ROUTER_BACKOFF_MAX = env_float("ROUTER_BACKOFF_MAX", 8.0)
+ROUTER_RETRY_AFTER_CAP = env_float("ROUTER_RETRY_AFTER_CAP", 10.0)
+ROUTER_DEADLINE = env_float("ROUTER_DEADLINE", 60.0)
+CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
+CIRCUIT_COOLDOWN = env_float("CIRCUIT_COOLDOWN", 30.0)
 DEMO_PROVIDER_ENABLED = env_bool("DEMO_PROVIDER_ENABLED", DEBUG)

@@ -37,11 +37,21 @@ def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _fresh_proxy_caches() -> Iterator[None]:
-    from gateway.proxy import catalog
+    from gateway.proxy import breaker, catalog
 
     catalog.invalidate()
+    breaker.reset()
     yield
     catalog.invalidate()
+    breaker.reset()
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(settings):  # type: ignore[no-untyped-def]
+    """Real retry logic, short waits: tests assert attempts and outcomes, not seconds."""
+    settings.ROUTER_BACKOFF_BASE = 0.01
+    settings.ROUTER_BACKOFF_MAX = 0.05
+    settings.ROUTER_RETRY_AFTER_CAP = 0.1
 
 
 # --- personas ---

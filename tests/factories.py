@@ -55,6 +55,7 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
 class ProjectFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Project
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Project {n}")
     business_unit = factory.SubFactory(BusinessUnitFactory)

@@ -18,9 +18,7 @@ def _specs(deployments: list[DeploymentIn]) -> list[services.DeploymentSpec]:
         selectors.list_providers(), pks=[d.provider for d in deployments], what="provider", field="deployments"
     )
     return [
-        services.DeploymentSpec(
-            provider=providers[d.provider], upstream_model=d.upstream_model, weight=d.weight, enabled=d.enabled
-        )
+        services.DeploymentSpec(provider=providers[d.provider], **d.model_dump(exclude={"provider"}))
         for d in deployments
     ]
 
@@ -37,6 +35,8 @@ def create_model(request: HttpRequest, payload: ModelIn) -> Status[Model]:
         deployments=_specs(payload.deployments),
         description=payload.description,
         context_window=payload.context_window,
+        default_max_tokens=payload.default_max_tokens,
+        fallbacks=payload.fallbacks,
         enabled=payload.enabled,
     )
     return Status(201, get_or_404(selectors.list_models(), pk=model.pk, what="Model"))
@@ -49,13 +49,13 @@ def get_model(request: HttpRequest, model_id: int) -> Model:
 
 @router.patch("/{model_id}", response={200: ModelOut, 400: ErrorOut, 404: ErrorOut})
 def update_model(request: HttpRequest, model_id: int, payload: ModelPatch) -> Model:
-    """The name is fixed (clients use it). `deployments`, when given, replaces them all (new ids)."""
+    """The name is fixed (clients use it). `deployments`, when given, replaces the list; a deployment
+    with the same provider and upstream model keeps its id (and its health history)."""
     model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
+    changes = payload.model_dump(exclude_unset=True, exclude={"deployments"})
     services.update_model(
         model=model,
-        description=payload.description,
-        context_window=payload.context_window,
-        enabled=payload.enabled,
+        **changes,
         deployments=_specs(payload.deployments) if payload.deployments is not None else None,
     )
     return get_or_404(selectors.list_models(), pk=model_id, what="Model")

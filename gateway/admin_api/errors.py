@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import Any
 
 from django.db import DataError, IntegrityError
@@ -14,6 +16,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from gateway.errors import ValidationFailed
 
+logger = logging.getLogger("gateway.admin_api")
 NOT_SENT = "Missing admin token: send 'Authorization: Bearer <token>' (create one with manage.py issue_admin_token)."
 NOT_ACCEPTED = "Invalid admin token: it is unknown, revoked, or its user is no longer an active superuser."
 
@@ -50,6 +53,13 @@ def install(api: NinjaAPI) -> None:
         detail = "The database refused a value (out of range, too long, or containing characters it cannot store)."
         return api.create_response(request, {"detail": detail}, status=400)
 
+    def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Never a traceback to the caller (ninja shows one under DEBUG); the log names where it failed.
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        logger.error("unexpected %s at %s:%s in %s", type(exc).__name__, frame.filename, frame.lineno, request.path)
+        return api.create_response(request, {"detail": "The server failed unexpectedly."}, status=500)
+
+    api.add_exception_handler(Exception, unexpected)
     api.add_exception_handler(AuthenticationError, unauthenticated)
     api.add_exception_handler(ValidationFailed, refused)
     api.add_exception_handler(NinjaValidationError, invalid)

@@ -26,6 +26,7 @@ def create_provider(request: HttpRequest, payload: ProviderIn) -> Status[Provide
         base_url=payload.base_url,
         api_key=payload.api_key.get_secret_value() if payload.api_key else "",
         approved=payload.approved,
+        api_version=payload.api_version,
     )
     return Status(201, provider)
 
@@ -44,6 +45,7 @@ def update_provider(request: HttpRequest, provider_id: int, payload: ProviderPat
         base_url=payload.base_url,
         api_key=payload.api_key.get_secret_value() if payload.api_key is not None else None,
         approved=payload.approved,
+        api_version=payload.api_version,
     )
 
 

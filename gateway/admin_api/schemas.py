@@ -119,9 +119,10 @@ class MemberOut(Schema):
 class ProviderIn(In):
     name: str
     kind: Provider.Kind
-    base_url: str = ""
+    base_url: str = Field(default="", description="Anthropic and OpenAI: empty means the vendor's public API.")
     api_key: SecretStr | None = Field(default=None, description="Write-only: stored encrypted, never returned.")
     approved: bool = False
+    api_version: str = Field(default="", description="Azure OpenAI's api-version (default 2024-10-21).")
 
 
 class ProviderPatch(In):
@@ -129,6 +130,7 @@ class ProviderPatch(In):
     base_url: str | None = None
     api_key: SecretStr | None = Field(default=None, description='Write-only. "" removes the stored key.')
     approved: bool | None = None
+    api_version: str | None = None
 
 
 class ProviderOut(Schema):
@@ -136,6 +138,7 @@ class ProviderOut(Schema):
     name: str
     kind: str
     base_url: str
+    api_version: str
     approved: bool
     has_api_key: bool
     created_at: datetime
@@ -148,8 +151,13 @@ class ProviderOut(Schema):
 class DeploymentIn(In):
     provider: int = Field(description="The provider's id.")
     upstream_model: str = Field(description="The name the provider knows the model by.")
-    weight: int = Field(default=1, ge=0)
+    weight: int = Field(default=1, ge=0, description="Share of traffic among deployments of the same priority.")
+    priority: int = Field(default=0, ge=0, le=32767, description="Lower is tried first.")
     enabled: bool = True
+    connect_timeout: float | None = Field(default=None, gt=0, description="Seconds.")
+    first_token_timeout: float | None = Field(default=None, gt=0, description="Seconds until the answer starts.")
+    idle_timeout: float | None = Field(default=None, gt=0, description="Seconds a stream may stay silent.")
+    total_timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole call.")
 
 
 class ModelIn(In):
@@ -157,12 +165,18 @@ class ModelIn(In):
     deployments: list[DeploymentIn]
     description: str = ""
     context_window: int | None = Field(default=None, ge=1)
+    default_max_tokens: int | None = Field(default=None, ge=1)
+    fallbacks: list[str] = Field(default_factory=list, description="Models to try, in order, when this one fails.")
     enabled: bool = True
 
 
 class ModelPatch(In):
+    """Only the fields sent change; `context_window` and `default_max_tokens` may be sent as null to clear them."""
+
     description: str | None = None
     context_window: int | None = Field(default=None, ge=1)
+    default_max_tokens: int | None = Field(default=None, ge=1)
+    fallbacks: list[str] | None = None
     enabled: bool | None = None
     deployments: list[DeploymentIn] | None = Field(default=None, description="Replaces every deployment when given.")
 
@@ -172,7 +186,12 @@ class DeploymentOut(Schema):
     provider: int
     upstream_model: str
     weight: int
+    priority: int
     enabled: bool
+    connect_timeout: float | None
+    first_token_timeout: float | None
+    idle_timeout: float | None
+    total_timeout: float | None
 
     @staticmethod
     def resolve_provider(obj: Deployment) -> int:
@@ -184,6 +203,8 @@ class ModelOut(Schema):
     name: str
     description: str
     context_window: int | None
+    default_max_tokens: int | None
+    fallbacks: list[str]
     enabled: bool
     created_at: datetime
     deployments: list[DeploymentOut]

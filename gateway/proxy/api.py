@@ -12,13 +12,14 @@ import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Router
 
-from gateway.proxy import catalog
+from gateway.proxy import catalog, router
 from gateway.proxy import request as parse
-from gateway.proxy.adapters import ChatStream, get_adapter
+from gateway.proxy.adapters import ChatStream
 from gateway.proxy.errors import InternalError, NotFound, ProxyError
+from gateway.proxy.router import Routed
 
 logger = logging.getLogger("gateway.proxy")
-router = Router(tags=["OpenAI-compatible"])
+routes = Router(tags=["OpenAI-compatible"])
 
 View = Callable[..., Awaitable[HttpResponse]]
 
@@ -51,7 +52,7 @@ def openai_errors(view: View) -> View:
     return wrapper
 
 
-@router.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+@routes.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
 @openai_errors
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     key = await catalog.authenticate(parse.presented_key(request))
@@ -61,19 +62,18 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     stream = parse.optional_bool(body, "stream")
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
-    deployment = catalog.choose_deployment(model)
-    adapter = get_adapter(deployment.provider_kind)
-    body["model"] = deployment.upstream_model
+    routed = Routed()
     if not stream:
-        reply = await adapter.chat(deployment, body)
-        reply["model"] = model.name
+        reply = await router.chat(key, model, body, routed)
+        reply["model"] = routed.model.name  # type: ignore[union-attr]
         return _json(reply, request.request_id)  # type: ignore[attr-defined]
 
     wants_usage = options.get("include_usage") is True
     body["stream_options"] = options | {"include_usage": True}  # so usage is always known
-    upstream = await adapter.open_chat_stream(deployment, body)
+    first, rest, upstream = await router.open_stream(key, model, body, routed)
+    chunks = router.idle_guarded(rest, routed.deployment.idle_timeout)  # type: ignore[union-attr]
     response = StreamingHttpResponse(
-        _relay(upstream, public_name=model.name, wants_usage=wants_usage),
+        _relay(first, chunks, upstream, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
         content_type="text/event-stream",
     )
     response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
@@ -82,21 +82,30 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     return response
 
 
-async def _relay(upstream: ChatStream, *, public_name: str, wants_usage: bool) -> AsyncIterator[bytes]:
+async def _relay(
+    first: dict, rest: AsyncIterator[dict], upstream: ChatStream, *, public_name: str, wants_usage: bool
+) -> AsyncIterator[bytes]:
     """Pass the upstream's chunks on one by one, as they arrive.
 
     A client that disconnects cancels this generator (Django cancels the response task), and
     `finally` drops the upstream connection. An upstream that fails mid-stream ends the client's
     stream with an error event and no `[DONE]`.
     """
+
+    def encode(chunk: dict) -> bytes | None:
+        if not wants_usage and "usage" in chunk:
+            if not chunk.get("choices"):
+                return None  # the usage-only chunk we asked for on the client's behalf
+            del chunk["usage"]
+        chunk["model"] = public_name
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
     try:
-        async for chunk in upstream:
-            if not wants_usage and "usage" in chunk:
-                if not chunk.get("choices"):
-                    continue  # the usage-only chunk we asked for on the client's behalf
-                del chunk["usage"]
-            chunk["model"] = public_name
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if (data := encode(first)) is not None:
+            yield data
+        async for chunk in rest:
+            if (data := encode(chunk)) is not None:
+                yield data
         yield b"data: [DONE]\n\n"
     except ProxyError as exc:
         yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
@@ -104,7 +113,7 @@ async def _relay(upstream: ChatStream, *, public_name: str, wants_usage: bool) -
         await upstream.aclose()
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
+@routes.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
 @openai_errors
 async def embeddings(request: HttpRequest) -> HttpResponse:
     key = await catalog.authenticate(parse.presented_key(request))
@@ -112,10 +121,9 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     model_name = parse.required_str(body, "model")
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
-    deployment = catalog.choose_deployment(model)
-    body["model"] = deployment.upstream_model
-    reply = await get_adapter(deployment.provider_kind).embeddings(deployment, body)
-    reply["model"] = model.name
+    routed = Routed()
+    reply = await router.embeddings(key, model, body, routed)
+    reply["model"] = routed.model.name  # type: ignore[union-attr]
     return _json(reply, request.request_id)  # type: ignore[attr-defined]
 
 
@@ -123,7 +131,7 @@ def _model_object(model: catalog.ModelSnapshot) -> dict[str, Any]:
     return {"id": model.name, "object": "model", "created": model.created, "owned_by": "symbiosis-gateway"}
 
 
-@router.get("/models", summary="List the models this key may use")
+@routes.get("/models", summary="List the models this key may use")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
     key = await catalog.authenticate(parse.presented_key(request))
@@ -131,7 +139,7 @@ async def list_models(request: HttpRequest) -> HttpResponse:
     return _json({"object": "list", "data": [_model_object(m) for m in models]}, request.request_id)  # type: ignore[attr-defined]
 
 
-@router.get("/models/{path:model_id}", summary="Retrieve one model this key may use")
+@routes.get("/models/{path:model_id}", summary="Retrieve one model this key may use")
 @openai_errors
 async def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
     key = await catalog.authenticate(parse.presented_key(request))
@@ -148,4 +156,4 @@ api = NinjaAPI(
     docs_url=None,
     openapi_url=None,
 )
-api.add_router("", router)
+api.add_router("", routes)

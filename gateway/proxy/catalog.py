@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from django.utils import timezone
 
 from gateway import selectors
 from gateway.invalidation import CHANNEL, add_local_listener
-from gateway.proxy.errors import AuthenticationFailed, NotFound, PermissionDenied, ServiceUnavailable
+from gateway.proxy.errors import AuthenticationFailed, NotFound, PermissionDenied, ProxyError, ServiceUnavailable
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
 logger = logging.getLogger(__name__)
@@ -120,7 +119,8 @@ async def authenticate(secret: str | None) -> KeySnapshot:
     return key
 
 
-def _usable(deployment: DeploymentSnapshot) -> bool:
+def usable(deployment: DeploymentSnapshot) -> bool:
+    """May this deployment serve traffic at all (approved, weighted, demo allowed)?"""
     if deployment.provider_kind == "demo" and not settings.DEMO_PROVIDER_ENABLED:
         return False
     return deployment.provider_approved and deployment.weight > 0
@@ -131,7 +131,7 @@ async def visible_models(key: KeySnapshot) -> list[ModelSnapshot]:
     return [
         model
         for name, model in catalog.items()
-        if name in key.allowed_models and model.enabled and any(_usable(d) for d in model.deployments)
+        if name in key.allowed_models and model.enabled and any(usable(d) for d in model.deployments)
     ]
 
 
@@ -150,27 +150,22 @@ async def resolve(key: KeySnapshot, model_name: str) -> ModelSnapshot:
     return model
 
 
-def choose_deployment(model: ModelSnapshot) -> DeploymentSnapshot:
-    """Weighted random choice among the deployments that may serve traffic."""
-    usable = [d for d in model.deployments if _usable(d)]
-    if not usable:
-        if any(d.provider_kind == "demo" for d in model.deployments) and not settings.DEMO_PROVIDER_ENABLED:
-            raise PermissionDenied(
-                f"The model '{model.name}' is served by the demo provider, which is disabled here "
-                "(set DEMO_PROVIDER_ENABLED=1 to enable it).",
-                param="model",
-                code="provider_not_approved",
-            )
-        if model.deployments and not any(d.provider_approved for d in model.deployments):
-            raise PermissionDenied(
-                f"The model '{model.name}' is only served by providers that governance has not approved.",
-                param="model",
-                code="provider_not_approved",
-            )
-        raise ServiceUnavailable(f"The model '{model.name}' has no deployment that can serve traffic right now.")
-    if len(usable) == 1:
-        return usable[0]
-    return random.choices(usable, weights=[d.weight for d in usable])[0]
+def unavailable(model: ModelSnapshot) -> ProxyError:
+    """Why no deployment of this model may serve traffic."""
+    if any(d.provider_kind == "demo" for d in model.deployments) and not settings.DEMO_PROVIDER_ENABLED:
+        return PermissionDenied(
+            f"The model '{model.name}' is served by the demo provider, which is disabled here "
+            "(set DEMO_PROVIDER_ENABLED=1 to enable it).",
+            param="model",
+            code="provider_not_approved",
+        )
+    if model.deployments and not any(d.provider_approved for d in model.deployments):
+        return PermissionDenied(
+            f"The model '{model.name}' is only served by providers that governance has not approved.",
+            param="model",
+            code="provider_not_approved",
+        )
+    return ServiceUnavailable(f"The model '{model.name}' has no deployment that can serve traffic right now.")
 
 
 class _InvalidationListener:

@@ -14,6 +14,9 @@ class ProxyError(Exception):
     status = 400
     type = "invalid_request_error"
     code: str | None = None
+    upstream_status: int | None = None  # the provider's HTTP status, when the error came from one
+    # The deployment is misconfigured (redirect, rejected credentials): try another, never it again.
+    failover_only = False
 
     def __init__(
         self,
@@ -23,6 +26,7 @@ class ProxyError(Exception):
         code: str | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -32,6 +36,8 @@ class ProxyError(Exception):
         if status is not None:
             self.status = status
         self.headers = headers or {}
+        if upstream_status is not None:
+            self.upstream_status = upstream_status
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

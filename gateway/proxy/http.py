@@ -10,6 +10,8 @@ from __future__ import annotations
 import aiohttp
 from django.conf import settings
 
+from gateway.selectors import DeploymentSnapshot
+
 _session: aiohttp.ClientSession | None = None
 
 
@@ -33,9 +35,17 @@ def session() -> aiohttp.ClientSession:
     return _session
 
 
-def timeout() -> aiohttp.ClientTimeout:
-    """Per request, so a settings change (tests, reload) applies without a new pool."""
-    return aiohttp.ClientTimeout(total=settings.UPSTREAM_TIMEOUT, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT)
+def timeout(deployment: DeploymentSnapshot | None = None, *, stream: bool = False) -> aiohttp.ClientTimeout:
+    """The deployment's timeouts, else the settings'. Per request, so changes apply without a new pool.
+
+    A non-streaming answer must start within `first_token_timeout` (aiohttp's read timeout);
+    a stream's first chunk and idle gaps are timed by the router instead.
+    """
+    return aiohttp.ClientTimeout(
+        total=(deployment and deployment.total_timeout) or settings.UPSTREAM_TIMEOUT,
+        sock_connect=(deployment and deployment.connect_timeout) or settings.UPSTREAM_CONNECT_TIMEOUT,
+        sock_read=None if stream or deployment is None else deployment.first_token_timeout,
+    )
 
 
 async def close() -> None:

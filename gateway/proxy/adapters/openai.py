@@ -39,6 +39,15 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
 
 
 def upstream_failure(status: int, body: bytes, deployment: DeploymentSnapshot, retry_after: str | None) -> ProxyError:
+    """Turn an upstream's non-2xx answer into the error our client sees (see _failure)."""
+    error = _failure(status, body, deployment, retry_after)
+    error.upstream_status = status
+    if retry_after and isinstance(error, UpstreamError):
+        error.headers.setdefault("retry-after", retry_after)  # 503s may say when to come back
+    return error
+
+
+def _failure(status: int, body: bytes, deployment: DeploymentSnapshot, retry_after: str | None) -> ProxyError:
     """Turn an upstream's non-2xx answer into the error our client sees.
 
     4xx about the request (bad parameters, context too long, content policy) pass through with the
@@ -48,13 +57,13 @@ def upstream_failure(status: int, body: bytes, deployment: DeploymentSnapshot, r
     """
     provider = deployment.provider_name
     if status in (401, 403):
-        return UpstreamError(
+        return _misconfigured(
             f"The provider '{provider}' rejected the gateway's credentials (HTTP {status}); "
             "an administrator must check the provider's API key.",
             code="upstream_auth_failed",
         )
     if 300 <= status < 400:
-        return UpstreamError(f"The provider '{provider}' answered with a redirect, which the gateway does not follow.")
+        return _misconfigured(f"The provider '{provider}' answered with a redirect, which the gateway does not follow.")
     error: dict = {}
     try:
         parsed = orjson.loads(body) if body else {}
@@ -81,6 +90,12 @@ def upstream_failure(status: int, body: bytes, deployment: DeploymentSnapshot, r
     )
     proxied.type = error.get("type") if isinstance(error.get("type"), str) else "invalid_request_error"
     return proxied
+
+
+def _misconfigured(message: str, **kwargs: str) -> UpstreamError:
+    error = UpstreamError(message, **kwargs)
+    error.failover_only = True
+    return error
 
 
 def _transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> UpstreamError:
@@ -146,7 +161,7 @@ class OpenAIAdapter:
                 data=orjson.dumps(payload),
                 headers=_headers(deployment),
                 allow_redirects=False,
-                timeout=http.timeout(),
+                timeout=http.timeout(deployment),
             ) as response:
                 body = await _read_capped(response)
                 if response.status != 200:
@@ -176,7 +191,7 @@ class OpenAIAdapter:
                 data=orjson.dumps(payload),
                 headers=headers,
                 allow_redirects=False,
-                timeout=http.timeout(),
+                timeout=http.timeout(deployment, stream=True),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_failure(exc, deployment) from None

@@ -34,9 +34,18 @@ def test_create_returns_201_with_deployments_and_their_ids_when_input_is_valid(a
         True,
     )
     stored = list(Deployment.objects.filter(model_id=body["id"]).order_by("id"))
+    defaults = {
+        "priority": 0,
+        "connect_timeout": None,
+        "first_token_timeout": None,
+        "idle_timeout": None,
+        "total_timeout": None,
+    }
     assert body["deployments"] == [
-        {"id": stored[0].id, "provider": first.id, "upstream_model": "gpt-4o-2024-08-06", "weight": 3, "enabled": True},
-        {"id": stored[1].id, "provider": second.id, "upstream_model": "gpt-4o", "weight": 1, "enabled": False},
+        {"id": stored[0].id, "provider": first.id, "upstream_model": "gpt-4o-2024-08-06", "weight": 3, "enabled": True}
+        | defaults,
+        {"id": stored[1].id, "provider": second.id, "upstream_model": "gpt-4o", "weight": 1, "enabled": False}
+        | defaults,
     ]
 
 
@@ -110,13 +119,24 @@ def test_list_returns_models_with_deployments_in_bounded_queries_when_several_ex
 
 
 def test_get_returns_the_model_when_id_exists(api):
-    deployment = DeploymentFactory(upstream_model="up", weight=2)
+    deployment = DeploymentFactory(upstream_model="up", weight=2, priority=1, idle_timeout=30.0)
 
     response = api.get(f"/models/{deployment.model_id}")
 
     assert response.status_code == 200
     assert response.json()["deployments"] == [
-        {"id": deployment.id, "provider": deployment.provider_id, "upstream_model": "up", "weight": 2, "enabled": True}
+        {
+            "id": deployment.id,
+            "provider": deployment.provider_id,
+            "upstream_model": "up",
+            "weight": 2,
+            "priority": 1,
+            "enabled": True,
+            "connect_timeout": None,
+            "first_token_timeout": None,
+            "idle_timeout": 30.0,
+            "total_timeout": None,
+        }
     ]
 
 
@@ -172,3 +192,38 @@ def test_delete_returns_204_and_removes_model_and_deployments_when_model_exists(
 
 def test_delete_returns_404_when_id_is_unknown(api):
     assert api.delete("/models/999999").status_code == 404
+
+
+def test_patch_keeps_deployment_id_when_provider_and_upstream_model_are_unchanged(api):
+    deployment = DeploymentFactory(upstream_model="same", weight=1)
+
+    response = api.patch(
+        f"/models/{deployment.model_id}",
+        {"deployments": [{"provider": deployment.provider_id, "upstream_model": "same", "weight": 5, "priority": 2}]},
+    )
+
+    assert response.status_code == 200
+    assert [(d["id"], d["weight"], d["priority"]) for d in response.json()["deployments"]] == [(deployment.id, 5, 2)]
+
+
+def test_fallbacks_round_trip_and_unknown_names_are_refused(api):
+    DeploymentFactory(model__name="backup")
+    deployment = DeploymentFactory(model__name="primary")
+
+    ok = api.patch(f"/models/{deployment.model_id}", {"fallbacks": ["backup"]})
+    unknown = api.patch(f"/models/{deployment.model_id}", {"fallbacks": ["nope"]})
+    itself = api.patch(f"/models/{deployment.model_id}", {"fallbacks": ["primary"]})
+
+    assert ok.json()["fallbacks"] == ["backup"]
+    assert (unknown.status_code, unknown.json()["field"]) == (400, "fallbacks")
+    assert "nope" in unknown.json()["detail"]
+    assert itself.status_code == 400
+
+
+def test_patch_clears_context_window_when_null_is_sent_and_keeps_it_when_omitted(api):
+    deployment = DeploymentFactory(model__context_window=8000)
+
+    kept = api.patch(f"/models/{deployment.model_id}", {"description": "x"}).json()
+    cleared = api.patch(f"/models/{deployment.model_id}", {"context_window": None}).json()
+
+    assert (kept["context_window"], cleared["context_window"]) == (8000, None)

@@ -1,0 +1,226 @@
+"""Choosing a deployment, retrying, failing over, and opening streams safely.
+
+For one request the router walks the requested model and then its fallbacks (each only if the
+key may use it). Within a model it picks among the deployments of the best priority whose circuit
+is closed, by weight, preferring ones not yet tried in this request. Retryable failures (connect
+errors, timeouts, 429, 5xx, malformed answers, a provider rejecting our credentials) are retried
+with exponential backoff and jitter, honouring `retry-after` up to a cap, within a total deadline.
+A failure that is the request's fault (other 4xx) is returned at once.
+
+A stream is retried only until its first chunk has arrived: the router reads that chunk before
+the client's response starts, so nothing is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.conf import settings
+
+from gateway.proxy import breaker, catalog
+from gateway.proxy.adapters import ChatStream, get_adapter
+from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    model: str
+    deployment_id: int
+    provider: str
+    status: int | None  # None: no HTTP status (connect error, timeout)
+    error_code: str | None
+    latency_ms: float
+
+
+@dataclass
+class Routed:
+    """What served the request, and every failed attempt before it."""
+
+    model: ModelSnapshot | None = None
+    deployment: DeploymentSnapshot | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _retryable(exc: ProxyError) -> bool:
+    return isinstance(exc, UpstreamError) or exc.status in (408, 429)
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), settings.ROUTER_RETRY_AFTER_CAP)
+        except ValueError:
+            pass  # an HTTP date: fall back to our own backoff
+    ceiling = min(settings.ROUTER_BACKOFF_MAX, settings.ROUTER_BACKOFF_BASE * (2**attempt))
+    return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+
+def _candidates(model: ModelSnapshot, tried: set[int], dead: set[int]) -> list[DeploymentSnapshot]:
+    usable = [d for d in model.deployments if catalog.usable(d) and d.id not in dead]
+    for priority in sorted({d.priority for d in usable}):
+        group = [d for d in usable if d.priority == priority and breaker.breaker(d.id).opened_at is None]
+        fresh = [d for d in group if d.id not in tried]
+        if fresh or group:
+            return fresh or group
+    # Every circuit is open: a due half-open probe may still go through.
+    return [d for d in usable if breaker.breaker(d.id).allows()]
+
+
+def _pick(candidates: list[DeploymentSnapshot]) -> DeploymentSnapshot:
+    if len(candidates) == 1:
+        return candidates[0]
+    return random.choices(candidates, weights=[d.weight for d in candidates])[0]
+
+
+async def _models_to_try(key: KeySnapshot, model: ModelSnapshot) -> list[ModelSnapshot]:
+    chain = [model]
+    for name in model.fallbacks:
+        try:
+            fallback = await catalog.resolve(key, name)
+        except ProxyError:
+            continue  # unknown, disabled or not allowed for this key: skip it
+        if fallback not in chain:
+            chain.append(fallback)
+    return chain
+
+
+async def _route(
+    key: KeySnapshot,
+    model: ModelSnapshot,
+    routed: Routed,
+    call: Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[T]],
+) -> T:
+    deadline = time.monotonic() + settings.ROUTER_DEADLINE
+    last: ProxyError | None = None
+    backoffs = 0
+    for candidate_model in await _models_to_try(key, model):
+        tried: set[int] = set()
+        dead: set[int] = set()
+        for _ in range(settings.ROUTER_MAX_ATTEMPTS):
+            candidates = _candidates(candidate_model, tried, dead)
+            if not candidates:
+                break
+            deployment = _pick(candidates)
+            circuit = breaker.breaker(deployment.id)
+            started = time.monotonic()
+            try:
+                result = await call(candidate_model, deployment)
+            except ProxyError as exc:
+                latency = (time.monotonic() - started) * 1000
+                if not _retryable(exc):
+                    circuit.succeeded(latency)  # it answered; the request itself was at fault
+                    raise
+                circuit.failed(exc.message, latency)
+                routed.attempts.append(
+                    Attempt(
+                        model=candidate_model.name,
+                        deployment_id=deployment.id,
+                        provider=deployment.provider_name,
+                        status=exc.upstream_status,
+                        error_code=exc.code,
+                        latency_ms=round(latency, 1),
+                    )
+                )
+                tried.add(deployment.id)
+                if exc.failover_only:
+                    dead.add(deployment.id)
+                last = exc
+                if _candidates(candidate_model, tried, dead) and not _untried(candidate_model, tried | dead):
+                    # Only deployments that already failed are left: back off before trying again.
+                    wait = _backoff(backoffs, exc.headers.get("retry-after"))
+                    backoffs += 1
+                    if time.monotonic() + wait >= deadline:
+                        raise
+                    await asyncio.sleep(wait)
+                elif time.monotonic() >= deadline:
+                    raise
+                continue
+            circuit.succeeded((time.monotonic() - started) * 1000)
+            routed.model, routed.deployment = candidate_model, deployment
+            return result
+    if last is not None:
+        raise last
+    raise catalog.unavailable(model)
+
+
+def _untried(model: ModelSnapshot, tried: set[int]) -> bool:
+    return any(
+        catalog.usable(d) and d.id not in tried and breaker.breaker(d.id).opened_at is None for d in model.deployments
+    )
+
+
+def _payload(body: dict[str, Any], model: ModelSnapshot, deployment: DeploymentSnapshot) -> dict[str, Any]:
+    payload = dict(body)
+    payload["model"] = deployment.upstream_model
+    return payload
+
+
+async def chat(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed) -> dict:
+    async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
+        return await get_adapter(deployment.provider_kind).chat(deployment, _payload(body, candidate, deployment))
+
+    return await _route(key, model, routed, call)
+
+
+async def embeddings(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed) -> dict:
+    async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
+        return await get_adapter(deployment.provider_kind).embeddings(deployment, _payload(body, candidate, deployment))
+
+    return await _route(key, model, routed, call)
+
+
+async def open_stream(
+    key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed
+) -> tuple[dict, AsyncIterator[dict], ChatStream]:
+    """Open a stream and read its first chunk; retries and fallbacks happen only before that."""
+
+    async def call(
+        candidate: ModelSnapshot, deployment: DeploymentSnapshot
+    ) -> tuple[dict, AsyncIterator[dict], ChatStream]:
+        adapter = get_adapter(deployment.provider_kind)
+        stream: ChatStream | None = None
+        try:
+            async with asyncio.timeout(deployment.first_token_timeout or None):
+                stream = await adapter.open_chat_stream(deployment, _payload(body, candidate, deployment))
+                chunks = aiter(stream)
+                first = await anext(chunks)
+        except StopAsyncIteration:
+            await stream.aclose()  # type: ignore[union-attr]
+            raise UpstreamError(
+                f"The provider '{deployment.provider_name}' closed the stream without sending anything."
+            ) from None
+        except TimeoutError:
+            if stream is not None:
+                await stream.aclose()
+            raise UpstreamTimeout(f"The provider '{deployment.provider_name}' sent no first token in time.") from None
+        except BaseException:
+            if stream is not None:
+                await stream.aclose()
+            raise
+        return first, chunks, stream
+
+    return await _route(key, model, routed, call)
+
+
+async def idle_guarded(chunks: AsyncIterator[dict], idle_timeout: float | None) -> AsyncIterator[dict]:
+    """The rest of a stream, failing with UpstreamTimeout if the upstream stalls between chunks."""
+    while True:
+        try:
+            if idle_timeout:
+                async with asyncio.timeout(idle_timeout):
+                    chunk = await anext(chunks)
+            else:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UpstreamTimeout("The provider stalled mid-stream.") from None
+        yield chunk
