@@ -31,7 +31,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from gateway import services
+from gateway import health_state, services
 from gateway.errors import ValidationFailed
 from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
 
@@ -246,18 +246,18 @@ class ProviderForm(ServiceForm):
 @admin.register(Provider)
 class ProviderAdmin(ServiceAdmin):
     form = ProviderForm
-    formfield_overrides = {db.URLField: {"assume_scheme": "https"}}  # Django 6's default, chosen now
     list_display = ("name", "kind", "base_url", "approved", "api_key_status", "deployment_count", "updated_at")
     list_filter = ("kind", "approved")
     search_fields = ("name", "base_url")
 
     def get_fields(self, request: HttpRequest, obj: Provider | None = None) -> Sequence[str]:
         if obj is None:
-            return ("name", "kind", "base_url", "api_key", "approved")
+            return ("name", "kind", "base_url", "api_version", "api_key", "approved")
         return (
             "name",
             "kind",
             "base_url",
+            "api_version",
             "api_key_status",
             "api_key",
             "remove_api_key",
@@ -298,11 +298,21 @@ class ProviderAdmin(ServiceAdmin):
             # None keeps the stored key, "" removes it, anything else replaces it.
             new_key = "" if form.cleaned_data.get("remove_api_key") else (api_key or None)
             services.update_provider(
-                provider=obj, name=obj.name, base_url=obj.base_url, api_key=new_key, approved=obj.approved
+                provider=obj,
+                name=obj.name,
+                base_url=obj.base_url,
+                api_key=new_key,
+                approved=obj.approved,
+                api_version=obj.api_version,
             )
         else:
             created = services.create_provider(
-                name=obj.name, kind=obj.kind, base_url=obj.base_url, api_key=api_key, approved=obj.approved
+                name=obj.name,
+                kind=obj.kind,
+                base_url=obj.base_url,
+                api_key=api_key,
+                approved=obj.approved,
+                api_version=obj.api_version,
             )
             _adopt(obj, created)
 
@@ -317,8 +327,29 @@ class DeploymentInline(admin.TabularInline):
     model = Deployment
     extra = 0
     min_num = 1
-    fields = ("provider", "upstream_model", "weight", "enabled")
+    fields = (
+        "provider",
+        "upstream_model",
+        "weight",
+        "priority",
+        "enabled",
+        "connect_timeout",
+        "first_token_timeout",
+        "idle_timeout",
+        "total_timeout",
+        "health",
+    )
+    readonly_fields = ("health",)
     autocomplete_fields = ("provider",)
+
+    @admin.display(description="health")
+    def health(self, deployment: Deployment) -> str:
+        if deployment.pk is None:
+            return "-"
+        record = health_state.deployment_health(deployment_ids=[deployment.pk])[deployment.pk]
+        latency = f", {record['latency_ms']} ms" if record.get("latency_ms") is not None else ""
+        error = f" — last error: {record['last_error']}" if record.get("last_error") else ""
+        return f"{record['state']}{latency}{error}"
 
     def get_formset(self, request: HttpRequest, obj: Model | None = None, **kwargs: Any) -> type[BaseInlineFormSet]:
         kwargs.setdefault("validate_min", True)  # a model needs at least one deployment
@@ -361,7 +392,12 @@ class PublicModelAdmin(ServiceAdmin):
                     provider=row.cleaned_data["provider"],
                     upstream_model=row.cleaned_data["upstream_model"],
                     weight=row.cleaned_data["weight"],
+                    priority=row.cleaned_data["priority"],
                     enabled=row.cleaned_data["enabled"],
+                    connect_timeout=row.cleaned_data["connect_timeout"],
+                    first_token_timeout=row.cleaned_data["first_token_timeout"],
+                    idle_timeout=row.cleaned_data["idle_timeout"],
+                    total_timeout=row.cleaned_data["total_timeout"],
                 )
                 for row in formset.forms
                 if row.cleaned_data and not row.cleaned_data.get("DELETE")
@@ -371,6 +407,8 @@ class PublicModelAdmin(ServiceAdmin):
                 model=model,
                 description=model.description,
                 context_window=model.context_window,
+                default_max_tokens=model.default_max_tokens,
+                fallbacks=model.fallbacks or [],
                 enabled=model.enabled,
                 deployments=specs if changed else None,  # unchanged rows keep their ids
             )
@@ -380,6 +418,8 @@ class PublicModelAdmin(ServiceAdmin):
                 deployments=specs,
                 description=model.description,
                 context_window=model.context_window,
+                default_max_tokens=model.default_max_tokens,
+                fallbacks=model.fallbacks or [],
                 enabled=model.enabled,
             )
             _adopt(model, created)

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections
 from django.db.models import Prefetch, QuerySet
 
-from gateway import crypto
+from gateway import crypto, health_state
 from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
 from gateway.secrets_format import digest, digests_match
 
@@ -192,3 +192,22 @@ def user_by_id_or_username(*, user: int | str) -> AbstractBaseUser | None:
     User = get_user_model()
     lookup = {"pk": user} if isinstance(user, int) else {User.USERNAME_FIELD: user}
     return User.objects.filter(**lookup).first()
+
+
+def model_health(*, model: Model) -> list[dict]:
+    """Each deployment of the model with its last known health (see gateway/health_state.py)."""
+    deployments = list(model.deployments.select_related("provider").order_by("priority", "id"))
+    health = health_state.deployment_health(deployment_ids=[d.id for d in deployments])
+    return [
+        {
+            "deployment": d.id,
+            "provider": d.provider_id,
+            "provider_name": d.provider.name,
+            "upstream_model": d.upstream_model,
+            "priority": d.priority,
+            "weight": d.weight,
+            "enabled": d.enabled,
+            **health[d.id],
+        }
+        for d in deployments
+    ]

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import crypto
+from gateway import crypto, health_state, probes
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -329,6 +329,15 @@ def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec])
         _save(deployment)
         kept.add(deployment.pk)
     model.deployments.exclude(pk__in=kept).delete()
+
+
+def check_model_health(*, model: Model) -> None:
+    """Probe each of the model's deployments now and store the outcome (see gateway/probes.py)."""
+    for deployment in model.deployments.select_related("provider"):
+        result = probes.probe(deployment)
+        health_state.record_check(
+            deployment_id=deployment.id, ok=result.ok, latency_ms=result.latency_ms, error=result.error
+        )
 
 
 @transaction.atomic(durable=True)

@@ -12,7 +12,8 @@ name of the request, so one server plays every scenario:
 - `mock-bad-json`: answers 200 with a body that is not JSON
 - `mock-no-done`: streams and closes cleanly without `[DONE]`
 - `mock-redirect`: answers 307 to another address
-Embeddings return a 3-dimensional vector per input.
+Embeddings return a 3-dimensional vector per input. `GET /models` lists one model (401 when the
+key is `sk-rejected`), for health checks.
 
 Run standalone with `python -m tests.mock_upstream --port 9100` (the benchmark does).
 """
@@ -182,8 +183,17 @@ def build_app(state: MockState) -> web.Application:
         reply = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}}
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
+    async def models(request: web.Request) -> web.Response:
+        if state.record:
+            state.requests.append(Recorded(request.path, dict(request.headers), {}))
+        if request.headers.get("Authorization") == "Bearer sk-rejected":
+            return _error(401, "Incorrect API key provided: sk-rej***", code="invalid_api_key")
+        data = [{"id": "upstream-gpt", "object": "model", "created": 0, "owned_by": "mock"}]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     for prefix in ("", "/v1"):
+        app.router.add_get(prefix + "/models", models)
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/embeddings", embeddings)
     return app

@@ -7,7 +7,7 @@ from ninja import Router, Status
 
 from gateway import selectors, services
 from gateway.admin_api.lookups import get_many_or_400, get_or_404
-from gateway.admin_api.schemas import DeploymentIn, ErrorOut, ModelIn, ModelOut, ModelPatch
+from gateway.admin_api.schemas import DeploymentIn, ErrorOut, ModelHealthOut, ModelIn, ModelOut, ModelPatch
 from gateway.models import Model
 
 router = Router(tags=["models"])
@@ -67,3 +67,18 @@ def delete_model(request: HttpRequest, model_id: int) -> Status[None]:
     model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
     services.delete_model(model=model)
     return Status(204, None)
+
+
+@router.get("/{model_id}/health", response={200: ModelHealthOut, 404: ErrorOut})
+def model_health(request: HttpRequest, model_id: int) -> dict:
+    """Each deployment's state as the proxies last reported it: `healthy`, `degraded` or `open`."""
+    model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
+    return {"model": model.name, "deployments": selectors.model_health(model=model)}
+
+
+@router.post("/{model_id}/health/check", response={200: ModelHealthOut, 404: ErrorOut})
+def check_model_health(request: HttpRequest, model_id: int) -> dict:
+    """Probe every deployment now (the provider's model list: no prompt, nothing billed)."""
+    model = get_or_404(selectors.list_models(), pk=model_id, what="Model")
+    services.check_model_health(model=model)
+    return {"model": model.name, "deployments": selectors.model_health(model=model)}

@@ -214,6 +214,26 @@ class ModelOut(Schema):
         return list(obj.deployments.all())
 
 
+class DeploymentHealthOut(Schema):
+    deployment: int
+    provider: int
+    provider_name: str
+    upstream_model: str
+    priority: int
+    weight: int
+    enabled: bool
+    state: str = Field(description="healthy, degraded (failing recently) or open (circuit open: taken out).")
+    last_error: str = ""
+    last_error_at: float | None = Field(default=None, description="Unix time.")
+    latency_ms: float | None = Field(default=None, description="The last call's or check's latency.")
+    updated_at: float | None = Field(default=None, description="Unix time of the last report.")
+
+
+class ModelHealthOut(Schema):
+    model: str
+    deployments: list[DeploymentHealthOut]
+
+
 # --- virtual keys ---
 
 

@@ -219,6 +219,7 @@ def test_model_is_created_with_its_deployments_when_added_through_the_admin(clie
             "deployments-0-provider": provider.pk,
             "deployments-0-upstream_model": "meta-llama/Llama-3-70B",
             "deployments-0-weight": "3",
+            "deployments-0-priority": "0",
             "deployments-0-enabled": "on",
         },
     )
@@ -248,6 +249,7 @@ def test_model_keeps_its_deployments_when_only_the_model_changes(client: Client)
             "deployments-0-provider": deployment.provider_id,
             "deployments-0-upstream_model": deployment.upstream_model,
             "deployments-0-weight": deployment.weight,
+            "deployments-0-priority": deployment.priority,
             "deployments-0-enabled": "on",
         },
     )
