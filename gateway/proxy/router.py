@@ -160,6 +160,14 @@ def _untried(model: ModelSnapshot, tried: set[int]) -> bool:
 def _payload(body: dict[str, Any], model: ModelSnapshot, deployment: DeploymentSnapshot) -> dict[str, Any]:
     payload = dict(body)
     payload["model"] = deployment.upstream_model
+    needs_max_tokens = deployment.provider_kind == "anthropic"  # Anthropic requires max_tokens
+    if (
+        needs_max_tokens
+        and model.default_max_tokens
+        and "max_tokens" not in body
+        and "max_completion_tokens" not in body
+    ):
+        payload["max_tokens"] = model.default_max_tokens
     return payload
 
 

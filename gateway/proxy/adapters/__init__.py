@@ -30,11 +30,13 @@ class ProviderAdapter(Protocol):
 
 
 def adapter_for(kind: str) -> ProviderAdapter:
-    from gateway.proxy.adapters import demo, openai
+    from gateway.proxy.adapters import anthropic, azure, demo, openai
 
     adapters: dict[str, ProviderAdapter] = {
         "openai": openai.OpenAIAdapter(default_base_url="https://api.openai.com/v1"),
         "openai_compatible": openai.OpenAIAdapter(default_base_url=""),
+        "anthropic": anthropic.AnthropicAdapter(),
+        "azure_openai": azure.AzureOpenAIAdapter(),
         "demo": demo.DemoAdapter(),
     }
     _ADAPTERS.update(adapters)
