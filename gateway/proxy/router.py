@@ -92,7 +92,7 @@ async def _models_to_try(key: KeySnapshot, model: ModelSnapshot) -> list[ModelSn
     return chain
 
 
-async def _route(
+async def route(
     key: KeySnapshot,
     model: ModelSnapshot,
     routed: Routed,
@@ -175,14 +175,14 @@ async def chat(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], rou
     async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
         return await get_adapter(deployment.provider_kind).chat(deployment, _payload(body, candidate, deployment))
 
-    return await _route(key, model, routed, call)
+    return await route(key, model, routed, call)
 
 
 async def embeddings(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed) -> dict:
     async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
         return await get_adapter(deployment.provider_kind).embeddings(deployment, _payload(body, candidate, deployment))
 
-    return await _route(key, model, routed, call)
+    return await route(key, model, routed, call)
 
 
 async def open_stream(
@@ -215,7 +215,7 @@ async def open_stream(
             raise
         return first, chunks, stream
 
-    return await _route(key, model, routed, call)
+    return await route(key, model, routed, call)
 
 
 async def idle_guarded(chunks: AsyncIterator[dict], idle_timeout: float | None) -> AsyncIterator[dict]:
