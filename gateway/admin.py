@@ -33,7 +33,17 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from gateway import health_state, services
 from gateway.errors import ValidationFailed
-from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
+from gateway.models import (
+    AdminToken,
+    BusinessUnit,
+    Deployment,
+    Membership,
+    Model,
+    Project,
+    Provider,
+    RequestLog,
+    VirtualKey,
+)
 
 admin.site.site_header = "Symbiosis Gateway"
 admin.site.site_title = "Symbiosis Gateway admin"
@@ -578,3 +588,36 @@ class AdminTokenAdmin(admin.ModelAdmin):
             services.revoke_admin_token(token=token)
             self.log_change(request, token, "Revoked.")
         self.message_user(request, f"Revoked {len(tokens)} token(s).", messages.SUCCESS)
+
+
+# --- request logs (read-only: written by the proxy) ---
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "request_id",
+        "project",
+        "key_prefix",
+        "model",
+        "answered_model",
+        "provider",
+        "status_code",
+        "input_tokens",
+        "output_tokens",
+        "usage_estimated",
+        "latency_ms",
+        "stream",
+    )
+    list_filter = ("status_code", "stream", "usage_estimated", "endpoint")
+    search_fields = ("request_id", "model", "key_prefix", "error_code")
+    date_hierarchy = "created_at"
+    list_select_related = ("project",)
+    show_full_result_count = False  # no COUNT(*) over millions of rows
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False

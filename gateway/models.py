@@ -195,3 +195,57 @@ class AdminToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class RequestLog(models.Model):
+    """One row per call through /v1: who, what, which deployment answered, tokens, timing.
+
+    Written in batches off the response path (gateway/proxy/logbuffer.py). References to keys,
+    projects and deployments carry no database constraint: the log outlives what it refers to.
+    """
+
+    request_id = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    endpoint = models.CharField(max_length=40)
+    key = models.ForeignKey(
+        VirtualKey, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    key_prefix = models.CharField(max_length=20, blank=True)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    model = models.CharField(max_length=128, blank=True, help_text="The public model the client asked for.")
+    answered_model = models.CharField(max_length=128, blank=True, help_text="The model that answered (fallbacks).")
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    provider = models.CharField(max_length=120, blank=True)
+    attempts = models.JSONField(default=list, blank=True, help_text="Failed upstream attempts before the answer.")
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=60, blank=True)
+    stream = models.BooleanField(default=False)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+    latency_ms = models.FloatField(default=0.0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at", "-id"], name="requestlog_project_recent"),
+            models.Index(fields=["key", "-created_at", "-id"], name="requestlog_key_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status_code}"

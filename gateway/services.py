@@ -25,6 +25,7 @@ from gateway.models import (
     Model,
     Project,
     Provider,
+    RequestLog,
     VirtualKey,
 )
 from gateway.secrets_format import (
@@ -438,3 +439,14 @@ def revoke_admin_token(*, token: AdminToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+
+
+# --- request logs (written in batches by the proxy's log buffer) ---
+
+
+@transaction.atomic(durable=True)
+def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
+    """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped."""
+    rows = [RequestLog(**entry) for entry in entries]
+    RequestLog.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)

@@ -112,7 +112,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
     }
 else:
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # IMMEDIATE: a writing transaction takes the lock when it begins, so two writers queue up
+    # (for `timeout` seconds) instead of failing with "database is locked" on lock upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / "test.sqlite3"}
 
 if EMBEDDED:
@@ -195,3 +197,7 @@ ROUTER_DEADLINE = env_float("ROUTER_DEADLINE", 60.0)
 CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
 CIRCUIT_COOLDOWN = env_float("CIRCUIT_COOLDOWN", 30.0)
 DEMO_PROVIDER_ENABLED = env_bool("DEMO_PROVIDER_ENABLED", DEBUG)
+# Request logs: buffered per process, written in batches (gateway/proxy/logbuffer.py)
+LOG_FLUSH_INTERVAL = env_float("LOG_FLUSH_INTERVAL", 1.0)
+LOG_FLUSH_BATCH = env_int("LOG_FLUSH_BATCH", 500, minimum=1)
+LOG_BUFFER_MAX = env_int("LOG_BUFFER_MAX", 200_000, minimum=100)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -52,6 +52,7 @@ def _quick_retries(settings):  # type: ignore[no-untyped-def]
     settings.ROUTER_BACKOFF_BASE = 0.01
     settings.ROUTER_BACKOFF_MAX = 0.05
     settings.ROUTER_RETRY_AFTER_CAP = 0.1
+    settings.LOG_FLUSH_INTERVAL = 0.05
 
 
 # --- personas ---
@@ -123,9 +124,21 @@ class Setup:
     key_id: int
 
 
+def _drain_request_logs() -> None:
+    """Let rows of earlier tests' requests reach the database, then forget them."""
+    from gateway.models import RequestLog
+    from gateway.proxy import logbuffer
+
+    deadline = time.monotonic() + 5
+    while logbuffer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    RequestLog.objects.all().delete()
+
+
 @pytest.fixture
-def gateway_setup(transactional_db, upstream: MockUpstream) -> Setup:  # type: ignore[no-untyped-def]
+def gateway_setup(transactional_db, upstream: MockUpstream, live_gateway: str) -> Setup:  # type: ignore[no-untyped-def]
     """A project allowed `gpt-test` (served by the mock upstream) with one key."""
+    _drain_request_logs()
     provider = ProviderFactory(name="mock", base_url=upstream.url)
     DeploymentFactory(model=ModelFactory(name="gpt-test"), provider=provider, upstream_model="upstream-gpt")
     project = services.create_project(name="Shop", business_unit=BusinessUnitFactory(), allowed_models=["gpt-test"])
@@ -133,5 +146,13 @@ def gateway_setup(transactional_db, upstream: MockUpstream) -> Setup:  # type: i
     return Setup(project=project, secret=issued.secret, model="gpt-test", key_id=issued.key.id)
 
 
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
+def logged(count: int = 1, timeout: float = 5.0) -> list:
+    """The request-log rows, once at least `count` have been written (the proxy writes in batches)."""
+    from gateway.models import RequestLog
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = list(RequestLog.objects.order_by("created_at", "id"))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)

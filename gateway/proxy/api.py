@@ -12,10 +12,12 @@ import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Router
 
-from gateway.proxy import catalog, router
+from gateway.proxy import catalog, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream
 from gateway.proxy.errors import InternalError, NotFound, ProxyError
+from gateway.proxy.messages import messages_routes
+from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
 
 logger = logging.getLogger("gateway.proxy")
@@ -30,101 +32,166 @@ def _json(data: Any, request_id: str, status: int = 200) -> HttpResponse:
     return response
 
 
-def openai_errors(view: View) -> View:
-    """Give the request an id and turn every failure into an OpenAI error object."""
+def traced(render: Callable[[ProxyError, str], HttpResponse]) -> Callable[[View], View]:
+    """Give the request an id and a Trace (`request.trace`), turn every failure into an error
+    response drawn by `render`, and record the request log row (streams record in their relay)."""
 
-    @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        request_id = parse.new_request_id()
-        request.request_id = request_id  # type: ignore[attr-defined]
-        try:
-            return await view(request, *args, **kwargs)
-        except ProxyError as exc:
-            return exc.response(request_id)
-        except Exception as exc:
-            # No traceback text: it can carry values. Where it happened is enough to find it.
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            logger.error(
-                "unexpected %s at %s:%s (request %s)", type(exc).__name__, frame.filename, frame.lineno, request_id
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            trace = Trace(
+                request_id=parse.new_request_id(),
+                endpoint=request.path.removeprefix("/v1/")[:40],
+                user_agent=request.headers.get("user-agent", ""),
             )
-            return InternalError("The gateway failed unexpectedly; the request id identifies it.").response(request_id)
+            request.trace = trace  # type: ignore[attr-defined]
+            request.request_id = trace.request_id  # type: ignore[attr-defined]
+            try:
+                response = await view(request, *args, **kwargs)
+            except ProxyError as exc:
+                trace.failed(exc.status, exc.code)
+                trace.record()
+                return render(exc, trace.request_id)
+            except Exception as exc:
+                # No traceback text: it can carry values. Where it happened is enough to find it.
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                logger.error(
+                    "unexpected %s at %s:%s (request %s)",
+                    type(exc).__name__,
+                    frame.filename,
+                    frame.lineno,
+                    trace.request_id,
+                )
+                error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
+                trace.failed(error.status, error.code)
+                trace.record()
+                return render(error, trace.request_id)
+            if not isinstance(response, StreamingHttpResponse):
+                trace.record()
+            return response
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+openai_errors = traced(lambda exc, request_id: exc.response(request_id))
+
+
+def _output_text(choices: Any) -> str:
+    """The text a completion (or chunk) produced: content and tool-call arguments."""
+    parts: list[str] = []
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") or choice.get("delta") or {}
+        if isinstance(message, dict):
+            if isinstance(message.get("content"), str):
+                parts.append(message["content"])
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    parts.append(function["arguments"])
+    return "".join(parts)
 
 
 @routes.post("/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
 @openai_errors
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    key = await catalog.authenticate(parse.presented_key(request))
+    trace: Trace = request.trace  # type: ignore[attr-defined]
+    trace.key = key = await catalog.authenticate(parse.presented_key(request))
     body = parse.json_object(request)
-    model_name = parse.required_str(body, "model")
+    trace.model = model_name = parse.required_str(body, "model")
     parse.chat_messages(body)
-    stream = parse.optional_bool(body, "stream")
+    trace.stream = stream = parse.optional_bool(body, "stream")
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
-    routed = Routed()
+    trace.prompt(body)
+    trace.routed = routed = Routed()
     if not stream:
         reply = await router.chat(key, model, body, routed)
         reply["model"] = routed.model.name  # type: ignore[union-attr]
-        return _json(reply, request.request_id)  # type: ignore[attr-defined]
+        trace.usage = metering.usage_from(reply.get("usage"))
+        trace.saw_output(_output_text(reply.get("choices")))
+        return _json(reply, trace.request_id)
 
     wants_usage = options.get("include_usage") is True
     body["stream_options"] = options | {"include_usage": True}  # so usage is always known
     first, rest, upstream = await router.open_stream(key, model, body, routed)
     chunks = router.idle_guarded(rest, routed.deployment.idle_timeout)  # type: ignore[union-attr]
     response = StreamingHttpResponse(
-        _relay(first, chunks, upstream, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
+        _relay(first, chunks, upstream, trace=trace, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
         content_type="text/event-stream",
     )
-    response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+    response["x-request-id"] = trace.request_id
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
 async def _relay(
-    first: dict, rest: AsyncIterator[dict], upstream: ChatStream, *, public_name: str, wants_usage: bool
+    first: dict,
+    rest: AsyncIterator[dict],
+    upstream: ChatStream,
+    *,
+    trace: Trace,
+    public_name: str,
+    wants_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """Pass the upstream's chunks on one by one, as they arrive.
+    """Pass the upstream's chunks on one by one, as they arrive, metering as they pass.
 
     A client that disconnects cancels this generator (Django cancels the response task), and
     `finally` drops the upstream connection. An upstream that fails mid-stream ends the client's
-    stream with an error event and no `[DONE]`.
+    stream with an error event and no `[DONE]`. Either way the log row is written, with the usage
+    the upstream reported or, failing that, an estimate of what it produced.
     """
 
     def encode(chunk: dict) -> bytes | None:
-        if not wants_usage and "usage" in chunk:
-            if not chunk.get("choices"):
-                return None  # the usage-only chunk we asked for on the client's behalf
-            del chunk["usage"]
+        if "usage" in chunk:
+            if chunk["usage"] is not None:
+                trace.usage = metering.usage_from(chunk["usage"]) or trace.usage
+            if not wants_usage:
+                if not chunk.get("choices"):
+                    return None  # the usage-only chunk we asked for on the client's behalf
+                del chunk["usage"]
+        trace.saw_output(_output_text(chunk.get("choices")))
         chunk["model"] = public_name
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
+    finished = False
     try:
         if (data := encode(first)) is not None:
             yield data
         async for chunk in rest:
             if (data := encode(chunk)) is not None:
                 yield data
+        finished = True
         yield b"data: [DONE]\n\n"
     except ProxyError as exc:
+        trace.failed(exc.status, exc.code)
         yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     finally:
+        if not finished and not trace.error_code:
+            trace.failed(499, "client_disconnected")
         await upstream.aclose()
+        trace.record()
 
 
 @routes.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")
 @openai_errors
 async def embeddings(request: HttpRequest) -> HttpResponse:
-    key = await catalog.authenticate(parse.presented_key(request))
+    trace: Trace = request.trace  # type: ignore[attr-defined]
+    trace.key = key = await catalog.authenticate(parse.presented_key(request))
     body = parse.json_object(request)
-    model_name = parse.required_str(body, "model")
+    trace.model = model_name = parse.required_str(body, "model")
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
-    routed = Routed()
+    trace.prompt(body)
+    trace.routed = routed = Routed()
     reply = await router.embeddings(key, model, body, routed)
     reply["model"] = routed.model.name  # type: ignore[union-attr]
-    return _json(reply, request.request_id)  # type: ignore[attr-defined]
+    trace.usage = metering.usage_from(reply.get("usage"), output_optional=True)
+    return _json(reply, trace.request_id)
 
 
 def _model_object(model: catalog.ModelSnapshot) -> dict[str, Any]:
@@ -134,18 +201,18 @@ def _model_object(model: catalog.ModelSnapshot) -> dict[str, Any]:
 @routes.get("/models", summary="List the models this key may use")
 @openai_errors
 async def list_models(request: HttpRequest) -> HttpResponse:
-    key = await catalog.authenticate(parse.presented_key(request))
+    request.trace.key = key = await catalog.authenticate(parse.presented_key(request))  # type: ignore[attr-defined]
     models = await catalog.visible_models(key)
-    return _json({"object": "list", "data": [_model_object(m) for m in models]}, request.request_id)  # type: ignore[attr-defined]
+    return _json({"object": "list", "data": [_model_object(m) for m in models]}, request.trace.request_id)  # type: ignore[attr-defined]
 
 
 @routes.get("/models/{path:model_id}", summary="Retrieve one model this key may use")
 @openai_errors
 async def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
-    key = await catalog.authenticate(parse.presented_key(request))
+    request.trace.key = key = await catalog.authenticate(parse.presented_key(request))  # type: ignore[attr-defined]
     for model in await catalog.visible_models(key):
         if model.name == model_id:
-            return _json(_model_object(model), request.request_id)  # type: ignore[attr-defined]
+            return _json(_model_object(model), request.trace.request_id)  # type: ignore[attr-defined]
     raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.", param="model")
 
 
@@ -157,3 +224,4 @@ api = NinjaAPI(
     openapi_url=None,
 )
 api.add_router("", routes)
+api.add_router("", messages_routes)

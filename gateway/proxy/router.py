@@ -64,13 +64,18 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
 
 
 def _candidates(model: ModelSnapshot, tried: set[int], dead: set[int]) -> list[DeploymentSnapshot]:
+    """Where the next attempt may go: the best priority with a deployment not yet tried in this
+    request (lower priorities serve when the better ones fail), else a retry among the best
+    priority still closed, else a half-open probe of an open circuit that is due one."""
     usable = [d for d in model.deployments if catalog.usable(d) and d.id not in dead]
-    for priority in sorted({d.priority for d in usable}):
-        group = [d for d in usable if d.priority == priority and breaker.breaker(d.id).opened_at is None]
-        fresh = [d for d in group if d.id not in tried]
-        if fresh or group:
-            return fresh or group
-    # Every circuit is open: a due half-open probe may still go through.
+    closed = [d for d in usable if breaker.breaker(d.id).opened_at is None]
+    for priority in sorted({d.priority for d in closed}):
+        fresh = [d for d in closed if d.priority == priority and d.id not in tried]
+        if fresh:
+            return fresh
+    if closed:
+        best = min(d.priority for d in closed)
+        return [d for d in closed if d.priority == best]
     return [d for d in usable if breaker.breaker(d.id).allows()]
 
 

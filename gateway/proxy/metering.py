@@ -1,0 +1,153 @@
+"""What one proxied request did, gathered as it runs and recorded when it ends.
+
+Usage comes from the upstream when it reports it. When it does not (some self-hosted servers,
+a stream cut short, a client that went away), it is estimated from the text that went each way
+(about four characters a token) and flagged as estimated, so no produced token goes unrecorded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.proxy import logbuffer
+from gateway.proxy.router import Routed
+from gateway.selectors import KeySnapshot
+
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / _CHARS_PER_TOKEN) if text else 0
+
+
+def _text(value: Any) -> str:
+    """Every string inside a message/content structure, joined (what the tokenizer would see)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return " ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(_text(v) for k, v in value.items() if k not in ("role", "type", "id", "index"))
+    return ""
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def usage_from(reported: Any, *, output_optional: bool = False) -> Usage | None:
+    """An OpenAI `usage` object, or None when it is absent or not believable (negative, not numbers).
+    Embeddings report no completion tokens (`output_optional`)."""
+    if not isinstance(reported, dict):
+        return None
+    prompt, completion = _count(reported.get("prompt_tokens")), _count(reported.get("completion_tokens"))
+    if output_optional and "completion_tokens" not in reported:
+        completion = 0
+    if prompt is None or completion is None:
+        return None
+    details = reported.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return Usage(input_tokens=prompt, output_tokens=completion, cached_tokens=cached or 0)
+
+
+@dataclass
+class Trace:
+    """One request's record, filled in by the endpoint and the relay, written once at the end."""
+
+    request_id: str
+    endpoint: str
+    user_agent: str = ""
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    key: KeySnapshot | None = None
+    model: str = ""
+    stream: bool = False
+    routed: Routed | None = None
+    status_code: int = 200
+    error_code: str = ""
+    usage: Usage | None = None
+    prompt_text: str = ""
+    output_text: list[str] = field(default_factory=list)
+    first_token_at: float | None = None
+    recorded: bool = False
+
+    def prompt(self, body: dict[str, Any]) -> None:
+        """Keep what is needed to estimate input tokens, should the upstream not report them."""
+        self.prompt_text = _text(body.get("messages") or body.get("input") or "")
+
+    def saw_output(self, text: str) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        if text:
+            self.output_text.append(text)
+
+    def failed(self, status: int, code: str | None) -> None:
+        self.status_code, self.error_code = status, code or ""
+
+    def final_usage(self) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        produced = "".join(self.output_text)
+        if not self.routed or not self.routed.deployment:
+            return Usage()  # nothing reached an upstream that answered: nothing to count
+        return Usage(
+            input_tokens=estimate_tokens(self.prompt_text), output_tokens=estimate_tokens(produced), estimated=True
+        )
+
+    def record(self) -> None:
+        """Hand the row to the log buffer (returns at once). Idempotent."""
+        if self.recorded:
+            return
+        self.recorded = True
+        now = time.monotonic()
+        usage = self.final_usage()
+        routed = self.routed or Routed()
+        key = self.key
+        logbuffer.append(
+            {
+                "request_id": self.request_id,
+                "created_at": self.created_at,
+                "endpoint": self.endpoint,
+                "key_id": key.id if key else None,
+                "key_prefix": key.prefix if key else "",
+                "project_id": key.project_id if key else None,
+                "member_id": key.created_by_id if key else None,
+                "model": self.model[:128],
+                "answered_model": routed.model.name if routed.model else "",
+                "deployment_id": routed.deployment.id if routed.deployment else None,
+                "provider": routed.deployment.provider_name if routed.deployment else "",
+                "attempts": [
+                    {
+                        "model": a.model,
+                        "deployment": a.deployment_id,
+                        "provider": a.provider,
+                        "status": a.status,
+                        "error": a.error_code,
+                        "latency_ms": a.latency_ms,
+                    }
+                    for a in routed.attempts
+                ],
+                "status_code": self.status_code,
+                "error_code": self.error_code[:60],
+                "stream": self.stream,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "usage_estimated": usage.estimated,
+                "latency_ms": round((now - self.started) * 1000, 2),
+                "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
+                "user_agent": self.user_agent[:300],
+            }
+        )
