@@ -347,6 +347,9 @@ class DeploymentInline(admin.TabularInline):
         "first_token_timeout",
         "idle_timeout",
         "total_timeout",
+        "input_price",
+        "output_price",
+        "cached_input_price",
         "health",
     )
     readonly_fields = ("health",)
@@ -408,6 +411,9 @@ class PublicModelAdmin(ServiceAdmin):
                     first_token_timeout=row.cleaned_data["first_token_timeout"],
                     idle_timeout=row.cleaned_data["idle_timeout"],
                     total_timeout=row.cleaned_data["total_timeout"],
+                    input_price=row.cleaned_data["input_price"],
+                    output_price=row.cleaned_data["output_price"],
+                    cached_input_price=row.cleaned_data["cached_input_price"],
                 )
                 for row in formset.forms
                 if row.cleaned_data and not row.cleaned_data.get("DELETE")

@@ -141,6 +141,12 @@ class Deployment(models.Model):
     )
     idle_timeout = models.FloatField(null=True, blank=True, help_text="Seconds a stream may stay silent.")
     total_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty: UPSTREAM_TIMEOUT.")
+    # Prices per million tokens, in BILLING_CURRENCY. Empty: no price (never silently free: see billing).
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cached_input_price = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty: the input price."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -236,6 +242,9 @@ class RequestLog(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
+    cost = models.DecimalField(
+        max_digits=16, decimal_places=8, null=True, blank=True, help_text="Empty: the deployment has no price."
+    )
     latency_ms = models.FloatField(default=0.0)
     ttft_ms = models.FloatField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)

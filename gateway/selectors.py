@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -49,6 +50,13 @@ class DeploymentSnapshot:
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
     total_timeout: float | None = None
+    input_price: Decimal | None = None  # per million tokens
+    output_price: Decimal | None = None
+    cached_input_price: Decimal | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,9 @@ def _deployment_snapshot(deployment: Deployment) -> DeploymentSnapshot:
         first_token_timeout=deployment.first_token_timeout,
         idle_timeout=deployment.idle_timeout,
         total_timeout=deployment.total_timeout,
+        input_price=deployment.input_price,
+        output_price=deployment.output_price,
+        cached_input_price=deployment.cached_input_price,
     )
 
 

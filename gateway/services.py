@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -230,8 +231,12 @@ class DeploymentSpec:
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
     total_timeout: float | None = None
+    input_price: Decimal | None = None  # per million tokens, BILLING_CURRENCY
+    output_price: Decimal | None = None
+    cached_input_price: Decimal | None = None
 
 
+_PRICES = ("input_price", "output_price", "cached_input_price")
 _UNSET: Any = object()
 
 
@@ -327,9 +332,32 @@ def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec])
         deployment.weight, deployment.priority, deployment.enabled = spec.weight, spec.priority, spec.enabled
         deployment.connect_timeout, deployment.first_token_timeout = spec.connect_timeout, spec.first_token_timeout
         deployment.idle_timeout, deployment.total_timeout = spec.idle_timeout, spec.total_timeout
+        for name in _PRICES:
+            price = getattr(spec, name)
+            if price is not None and price < 0:
+                raise ValidationFailed(f"{name} must be zero or more.", field="deployments")
+            setattr(deployment, name, price)
         _save(deployment)
         kept.add(deployment.pk)
     model.deployments.exclude(pk__in=kept).delete()
+
+
+@transaction.atomic(durable=True)
+def set_deployment_prices(
+    *,
+    deployment: Deployment,
+    input_price: Decimal | None,
+    output_price: Decimal | None,
+    cached_input_price: Decimal | None = None,
+) -> Deployment:
+    """Set (or clear, with None) a deployment's prices per million tokens."""
+    for name, price in zip(_PRICES, (input_price, output_price, cached_input_price), strict=True):
+        if price is not None and price < 0:
+            raise ValidationFailed(f"{name} must be zero or more.", field=name)
+        setattr(deployment, name, price)
+    _save(deployment)
+    publish_catalog_change()
+    return deployment
 
 
 def check_model_health(*, model: Model) -> None:

@@ -8,6 +8,7 @@ Provider API keys are write-only: `SecretStr` on the way in, only `has_api_key` 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -15,6 +16,10 @@ from ninja import Schema
 from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.models import Deployment, Membership, Model, Project, Provider, VirtualKey
+
+
+def _decimal_string(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
 
 
 class In(Schema):
@@ -158,6 +163,15 @@ class DeploymentIn(In):
     first_token_timeout: float | None = Field(default=None, gt=0, description="Seconds until the answer starts.")
     idle_timeout: float | None = Field(default=None, gt=0, description="Seconds a stream may stay silent.")
     total_timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole call.")
+    input_price: Decimal | None = Field(
+        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million input tokens, as a string."
+    )
+    output_price: Decimal | None = Field(
+        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million output tokens, as a string."
+    )
+    cached_input_price: Decimal | None = Field(
+        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million cached input tokens."
+    )
 
 
 class ModelIn(In):
@@ -192,6 +206,21 @@ class DeploymentOut(Schema):
     first_token_timeout: float | None
     idle_timeout: float | None
     total_timeout: float | None
+    input_price: str | None = Field(description="Per million input tokens (decimal string).")
+    output_price: str | None = Field(description="Per million output tokens (decimal string).")
+    cached_input_price: str | None = Field(description="Per million cached input tokens (decimal string).")
+
+    @staticmethod
+    def resolve_input_price(obj: Deployment) -> str | None:
+        return _decimal_string(obj.input_price)
+
+    @staticmethod
+    def resolve_output_price(obj: Deployment) -> str | None:
+        return _decimal_string(obj.output_price)
+
+    @staticmethod
+    def resolve_cached_input_price(obj: Deployment) -> str | None:
+        return _decimal_string(obj.cached_input_price)
 
     @staticmethod
     def resolve_provider(obj: Deployment) -> int:

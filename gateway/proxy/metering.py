@@ -11,11 +11,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from gateway.proxy import logbuffer
 from gateway.proxy.router import Routed
-from gateway.selectors import KeySnapshot
+from gateway.selectors import DeploymentSnapshot, KeySnapshot
 
 _CHARS_PER_TOKEN = 4
 
@@ -60,6 +61,29 @@ def usage_from(reported: Any, *, output_optional: bool = False) -> Usage | None:
     details = reported.get("prompt_tokens_details")
     cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
     return Usage(input_tokens=prompt, output_tokens=completion, cached_tokens=cached or 0)
+
+
+_PER_MILLION = Decimal(1_000_000)
+
+
+def cost_of(usage: Usage, deployment: DeploymentSnapshot) -> Decimal | None:
+    """What the usage costs at the deployment's prices (per million tokens); None when it has none.
+
+    Cached input tokens are part of the input tokens (OpenAI counts them so) and are charged at the
+    cached price when one is set.
+    """
+    if not deployment.priced:
+        return None
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    cached_price = (
+        deployment.cached_input_price if deployment.cached_input_price is not None else deployment.input_price
+    )
+    total = (
+        (usage.input_tokens - cached) * deployment.input_price  # type: ignore[operator]
+        + cached * cached_price  # type: ignore[operator]
+        + usage.output_tokens * deployment.output_price  # type: ignore[operator]
+    )
+    return total / _PER_MILLION
 
 
 @dataclass
@@ -146,6 +170,7 @@ class Trace:
                 "output_tokens": usage.output_tokens,
                 "cached_tokens": usage.cached_tokens,
                 "usage_estimated": usage.estimated,
+                "cost": cost_of(usage, routed.deployment) if routed.deployment else None,
                 "latency_ms": round((now - self.started) * 1000, 2),
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
                 "user_agent": self.user_agent[:300],

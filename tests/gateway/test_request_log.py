@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 
 import httpx
 import openai
@@ -169,3 +170,22 @@ def test_buffered_rows_are_written_on_sigterm(gateway_setup):
         process.wait(15)
 
     assert RequestLog.objects.count() == 3
+
+
+def test_cost_is_computed_from_usage_and_deployment_prices(client, gateway_setup):
+    deployment = Deployment.objects.get(model__name="gpt-test")
+    services.set_deployment_prices(
+        deployment=deployment, input_price=Decimal("2.50"), output_price=Decimal("10.00"), cached_input_price=None
+    )
+
+    client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+
+    [row] = logged(1)
+    assert row.cost == (11 * Decimal("2.50") + 7 * Decimal("10.00")) / 1_000_000
+
+
+def test_cost_is_empty_when_deployment_has_no_price(client):
+    client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+
+    [row] = logged(1)
+    assert row.cost is None

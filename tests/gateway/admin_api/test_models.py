@@ -40,6 +40,9 @@ def test_create_returns_201_with_deployments_and_their_ids_when_input_is_valid(a
         "first_token_timeout": None,
         "idle_timeout": None,
         "total_timeout": None,
+        "input_price": None,
+        "output_price": None,
+        "cached_input_price": None,
     }
     assert body["deployments"] == [
         {"id": stored[0].id, "provider": first.id, "upstream_model": "gpt-4o-2024-08-06", "weight": 3, "enabled": True}
@@ -136,6 +139,9 @@ def test_get_returns_the_model_when_id_exists(api):
             "first_token_timeout": None,
             "idle_timeout": 30.0,
             "total_timeout": None,
+            "input_price": None,
+            "output_price": None,
+            "cached_input_price": None,
         }
     ]
 
@@ -227,3 +233,42 @@ def test_patch_clears_context_window_when_null_is_sent_and_keeps_it_when_omitted
     cleared = api.patch(f"/models/{deployment.model_id}", {"context_window": None}).json()
 
     assert (kept["context_window"], cleared["context_window"]) == (8000, None)
+
+
+def test_prices_are_decimal_strings_per_million_tokens(api):
+    provider = ProviderFactory()
+
+    body = api.post(
+        "/models",
+        {
+            "name": "priced",
+            "deployments": [
+                {
+                    "provider": provider.id,
+                    "upstream_model": "gpt-4o",
+                    "input_price": "2.50",
+                    "output_price": "10",
+                    "cached_input_price": "1.25",
+                }
+            ],
+        },
+    ).json()
+
+    [deployment] = body["deployments"]
+    assert (deployment["input_price"], deployment["output_price"], deployment["cached_input_price"]) == (
+        "2.5",
+        "10",
+        "1.25",
+    )
+
+
+def test_negative_price_is_refused_naming_the_field(api):
+    provider = ProviderFactory()
+
+    response = api.post(
+        "/models",
+        {"name": "m", "deployments": [{"provider": provider.id, "upstream_model": "x", "input_price": "-1"}]},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "deployments.0.input_price"
