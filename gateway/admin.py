@@ -4,8 +4,8 @@ Writes go through gateway.services, which validate, commit and tell every proxy 
 cached keys and models changed. Three rules hold throughout:
 
 - Secrets are write-only. A provider's API key is entered in a password field and afterwards shown
-  only as "set" / "not set"; a virtual key's secret is shown once, in the message after it is
-  added; no ciphertext or hash (api_key_encrypted, key_hash, token_hash) is ever displayed.
+  only as "set" / "not set"; a virtual key's secret is shown once, on the page that answers its
+  creation; no ciphertext or hash (api_key_encrypted, key_hash, token_hash) is ever displayed.
 - Django's admin runs each POST in one transaction, but the services are durable entry points
   (`atomic(durable=True)`) that must not be nested, so the views that call them run without it.
 - An error a service raises while saving is shown on the form, like any validation error.
@@ -26,9 +26,11 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from gateway import health_state, services
@@ -516,13 +518,21 @@ class VirtualKeyAdmin(ServiceAdmin):
         """The service saved the key's models in save_model."""
 
     def response_add(self, request: HttpRequest, obj: VirtualKey, post_url_continue: str | None = None) -> HttpResponse:
-        response = super().response_add(request, obj, post_url_continue)
-        if (secret := _issued_secrets.pop(request, None)) is not None:
-            self.message_user(
-                request,
-                format_html("Copy the key now; it will not be shown again: <code>{}</code>", secret),
-                messages.SUCCESS,
-            )
+        """Show the secret on the response itself, never through the messages framework (whose
+        cookie or session would keep a copy), and never cache that page."""
+        secret = _issued_secrets.pop(request, None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "key": obj,
+            "secret": secret,
+            "change_url": reverse("admin:gateway_virtualkey_change", args=[obj.pk]),
+            "list_url": reverse("admin:gateway_virtualkey_changelist"),
+        }
+        response = TemplateResponse(request, "admin/gateway/virtualkey/issued.html", context)
+        add_never_cache_headers(response)
         return response
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])

@@ -272,10 +272,11 @@ def test_secret_is_shown_once_when_a_key_is_added_through_the_admin(
     response = client.post(
         reverse("admin:gateway_virtualkey_add"),
         {"project": project.pk, "name": "ci", "expires_at_0": "", "expires_at_1": ""},
-        follow=True,
     )
 
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    assert not response.cookies.get("messages"), "the secret must not travel in the messages cookie"
     page = response.content.decode()
     secrets = SECRET_PATTERN.findall(page)
     assert len(secrets) == 1
