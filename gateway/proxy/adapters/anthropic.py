@@ -7,6 +7,8 @@ The translation is three pure pieces, each tested without a network:
 - `StreamTranslator`: Messages stream events -> OpenAI chat.completion.chunk dicts, one event at a time
 
 `AnthropicAdapter` adds the wire: `POST {base_url}/v1/messages` and Anthropic's error bodies.
+For the Anthropic-compatible endpoint (/v1/messages) it also passes a Messages request
+through untranslated (`messages`, `open_messages_stream`).
 
 What has no Anthropic counterpart is refused with a 400 when ignoring it would change the answer
 (`n` > 1, `logprobs`, legacy `functions`, audio), and dropped when it would not (penalties,
@@ -635,19 +637,68 @@ class AnthropicStream:
         self._response.close()
 
 
+class MessagesStream:
+    """An open Messages stream for a client that speaks Messages too: iterate its events as they are.
+
+    Each item is one event's data (Anthropic names every event after its `type`). An `error` event
+    raises, as a broken connection does; so does a stream that ends before `message_stop`.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        finished = False
+        try:
+            async for data in data_payloads(
+                self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
+            ):
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError("The provider sent a malformed stream event.") from None
+                if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                    raise UpstreamError("The provider sent a malformed stream event.")
+                if event["type"] == "error":
+                    raise stream_error(event.get("error"))
+                yield event
+                if event["type"] == "message_stop":
+                    finished = True
+                    break
+        except SSEProtocolError as exc:
+            raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
+            raise UpstreamError("The connection to the provider broke mid-stream.") from None
+        if not finished:
+            raise UpstreamError("The provider's stream ended before it was complete.")
+
+    async def aclose(self) -> None:
+        self._response.close()  # close(), not release(): see AnthropicStream.aclose
+
+
 class AnthropicAdapter:
     def __init__(self, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
         self._default_base_url = default_base_url
 
-    async def _open(self, deployment: DeploymentSnapshot, request: dict[str, Any]) -> aiohttp.ClientResponse:
-        """POST to /v1/messages; the open response on 200, else the mapped error."""
+    async def _open(
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+    ) -> aiohttp.ClientResponse:
+        """POST to /v1/messages; the open response on 200, else the mapped error.
+
+        `anthropic_version` replaces the pinned API version (a passed-through request keeps its client's).
+        """
         accept = "text/event-stream" if request.get("stream") else "application/json"
         url = (deployment.base_url or self._default_base_url).rstrip("/") + "/v1/messages"
+        headers = _headers(deployment, accept=accept)
+        if anthropic_version:
+            headers["anthropic-version"] = anthropic_version
         try:
             response = await http.session().post(
                 url,
                 data=orjson.dumps(request),
-                headers=_headers(deployment, accept=accept),
+                headers=headers,
                 allow_redirects=False,
                 timeout=http.timeout(deployment, stream=bool(request.get("stream"))),
             )
@@ -685,6 +736,32 @@ class AnthropicAdapter:
         request = to_messages_request(payload) | {"stream": True}
         include_usage = (payload.get("stream_options") or {}).get("include_usage") is True
         return AnthropicStream(await self._open(deployment, request), include_usage=include_usage)
+
+    async def messages(
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+    ) -> dict[str, Any]:
+        """A Messages request passed through as it is (its `model` already the upstream's); the reply as it came."""
+        response = await self._open(deployment, request, anthropic_version=anthropic_version)
+        try:
+            body = await _read_capped(response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc, deployment) from None
+        finally:
+            response.release()
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
+        if not isinstance(message, dict) or message.get("type") != "message":
+            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
+        return message
+
+    async def open_messages_stream(
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+    ) -> MessagesStream:
+        """A Messages stream passed through: its events, untranslated."""
+        response = await self._open(deployment, request | {"stream": True}, anthropic_version=anthropic_version)
+        return MessagesStream(response)
 
     async def embeddings(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         raise BadRequest(

@@ -1,0 +1,342 @@
+"""The Anthropic-compatible endpoint, POST /v1/messages. Async end to end; no ORM call in here.
+
+Claude SDKs and tools that take ANTHROPIC_BASE_URL send their requests here unchanged: the
+virtual key in `x-api-key` or `Authorization: Bearer`, any `anthropic-version`. The checks
+(key, model allow-list, approved provider) and the routing (retries, fallbacks, circuit breakers)
+are the OpenAI endpoints'; only the shapes differ. For each deployment the router picks:
+
+- Anthropic: the request is passed through with only `model` replaced by the upstream name (and
+  the client's `anthropic-version` kept); a stream is relayed event by event, unchanged except
+  that `message_start` names the public model.
+- any other kind: the request is translated to an OpenAI chat request and the answer, or each
+  stream chunk, back to Messages (gateway/proxy/anthropic_inbound.py).
+
+Every error is Anthropic's error object with the matching status; a stream that breaks after it
+started ends with an `error` event and no `message_stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from ninja import Router
+
+from gateway.proxy import anthropic_inbound as inbound
+from gateway.proxy import catalog, router
+from gateway.proxy import request as parse
+from gateway.proxy.adapters import ChatStream, get_adapter
+from gateway.proxy.adapters.anthropic import AnthropicAdapter
+from gateway.proxy.errors import BadRequest, InternalError, ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.router import Routed
+from gateway.selectors import DeploymentSnapshot, ModelSnapshot
+
+logger = logging.getLogger("gateway.proxy")
+messages_routes = Router(tags=["Anthropic-compatible"])
+
+View = Callable[..., Awaitable[HttpResponseBase]]
+R = TypeVar("R", bound=HttpResponseBase)
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+# Where each provider kind wants the output limit (see anthropic_inbound.to_chat_request); max_tokens elsewhere.
+_MAX_TOKENS_FIELD = {"openai": "max_completion_tokens"}
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EVENT_NAME = re.compile(r"[a-z_]{1,64}")
+
+
+# --- errors ---
+
+
+def error_type(exc: ProxyError) -> str:
+    """Anthropic's error type for our error: by status, and "overloaded" whenever the provider said so."""
+    if exc.code == "upstream_overloaded":
+        return "overloaded_error"
+    return _ERROR_TYPES.get(exc.status) or ("api_error" if exc.status >= 500 else "invalid_request_error")
+
+
+def error_body(exc: ProxyError, request_id: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type(exc), "message": exc.message}, "request_id": request_id}
+
+
+def _identified(response: R, request_id: str) -> R:
+    response["x-request-id"] = request_id
+    response["request-id"] = request_id  # where Anthropic's SDKs look for it (`exc.request_id`, `message._request_id`)
+    return response
+
+
+def error_response(exc: ProxyError, request_id: str) -> HttpResponse:
+    response = HttpResponse(
+        orjson.dumps(error_body(exc, request_id)), status=exc.status, content_type="application/json"
+    )
+    for name, value in exc.headers.items():
+        response[name] = value
+    return _identified(response, request_id)
+
+
+def anthropic_errors(view: View) -> View:
+    """Give the request an id and turn every failure into an Anthropic error object."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        request_id = parse.new_request_id()
+        request.request_id = request_id  # type: ignore[attr-defined]
+        try:
+            return await view(request, *args, **kwargs)
+        except ProxyError as exc:
+            return error_response(exc, request_id)
+        except Exception as exc:
+            # No traceback text: it can carry values. Where it happened is enough to find it.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            logger.error(
+                "unexpected %s at %s:%s (request %s)", type(exc).__name__, frame.filename, frame.lineno, request_id
+            )
+            error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
+            return error_response(error, request_id)
+
+    return wrapper
+
+
+# --- the request ---
+
+
+def anthropic_version(request: HttpRequest) -> str | None:
+    """The client's `anthropic-version`, if it sent one (any dated version: the upstream judges it)."""
+    version = request.headers.get("anthropic-version")
+    if version is None:
+        return None
+    if not _VERSION.fullmatch(version):
+        raise BadRequest(
+            "Invalid 'anthropic-version' header: expected a dated version such as 2023-06-01.",
+            param="anthropic-version",
+            code="invalid_value",
+        )
+    return version
+
+
+def checked(body: dict[str, Any]) -> bool:
+    """Check what every deployment needs of a Messages request (naming the field at fault); True for a stream."""
+    parse.required_str(body, "model")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise BadRequest(
+            "Missing required parameter: 'max_tokens'.", param="max_tokens", code="missing_required_parameter"
+        )
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise BadRequest(
+            "Invalid 'max_tokens': expected an integer greater than 0.", param="max_tokens", code="invalid_value"
+        )
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array.", param="messages", code="invalid_type")
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise BadRequest(
+                f"Invalid message at {where}: expected an object with 'role' and 'content'.",
+                param=where,
+                code="invalid_type",
+            )
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            hint = " (a system prompt goes in the top-level 'system' field)" if role == "system" else ""
+            raise BadRequest(
+                f"Invalid role {role!r} at {where}: expected 'user' or 'assistant'{hint}.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
+        content = message.get("content")
+        blocks_ok = isinstance(content, list) and all(
+            isinstance(block, dict) and isinstance(block.get("type"), str) for block in content
+        )
+        if not isinstance(content, str) and not blocks_ok:
+            raise BadRequest(
+                f"Invalid '{where}.content': expected a string or an array of content blocks, each with a 'type'.",
+                param=f"{where}.content",
+                code="invalid_type",
+            )
+    inbound.system_text(body.get("system"))  # a string or text blocks
+    return parse.optional_bool(body, "stream")
+
+
+# --- the endpoint ---
+
+
+def _json(data: dict[str, Any], request_id: str) -> HttpResponse:
+    return _identified(HttpResponse(orjson.dumps(data), content_type="application/json"), request_id)
+
+
+@messages_routes.post("/messages", summary="Create a message (Anthropic-compatible)")
+@anthropic_errors
+async def create_message(request: HttpRequest) -> HttpResponseBase:
+    request_id: str = request.request_id  # type: ignore[attr-defined]
+    key = await catalog.authenticate(parse.presented_key(request))
+    version = anthropic_version(request)
+    body = parse.json_object(request)  # also refuses routing overrides (api_base, base_url, ...)
+    stream = checked(body)
+    model = await catalog.resolve(key, body["model"])
+    routed = Routed()
+    if not stream:
+        reply = await router.route(key, model, routed, _answerer(body, version))
+        reply["model"] = routed.model.name  # type: ignore[union-attr]
+        return _json(reply, request_id)
+
+    opened = await router.route(key, model, routed, _opener(body, version))
+    events = _relay(
+        opened,
+        router.idle_guarded(opened.rest, routed.deployment.idle_timeout),  # type: ignore[union-attr]
+        public_name=routed.model.name,  # type: ignore[union-attr]
+        stop_sequences=body.get("stop_sequences"),
+        request_id=request_id,
+    )
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return _identified(response, request_id)
+
+
+def _chat_request(body: dict[str, Any], deployment: DeploymentSnapshot) -> dict[str, Any]:
+    field = _MAX_TOKENS_FIELD.get(deployment.provider_kind, "max_tokens")
+    return inbound.to_chat_request(body, model=deployment.upstream_model, max_tokens_field=field)
+
+
+def _answerer(
+    body: dict[str, Any], version: str | None
+) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[dict[str, Any]]]:
+    """The routed call for a non-streaming request: one attempt at one deployment."""
+
+    async def answer(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict[str, Any]:
+        adapter = get_adapter(deployment.provider_kind)
+        if isinstance(adapter, AnthropicAdapter):
+            request = body | {"model": deployment.upstream_model}
+            return await adapter.messages(deployment, request, anthropic_version=version)
+        completion = await adapter.chat(deployment, _chat_request(body, deployment))
+        return inbound.to_message(completion, model=candidate.name, stop_sequences=body.get("stop_sequences"))
+
+    return answer
+
+
+@dataclass
+class _Opened:
+    """A stream whose first item has arrived: Messages events (passed through) or OpenAI chunks."""
+
+    first: dict[str, Any]
+    rest: AsyncIterator[dict[str, Any]]
+    upstream: ChatStream
+    passthrough: bool
+
+
+def _opener(
+    body: dict[str, Any], version: str | None
+) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[_Opened]]:
+    """The routed call for a stream: open it and read its first item, so retries and fallbacks
+    happen only before anything reaches the client (as router.open_stream does)."""
+
+    async def open_stream(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> _Opened:
+        adapter = get_adapter(deployment.provider_kind)
+        if isinstance(adapter, AnthropicAdapter):
+            request = body | {"model": deployment.upstream_model}
+            opening: Awaitable[ChatStream] = adapter.open_messages_stream(
+                deployment, request, anthropic_version=version
+            )
+        else:
+            opening = adapter.open_chat_stream(deployment, _chat_request(body, deployment))
+        first, rest, upstream = await _first_item(deployment, opening)
+        return _Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter))
+
+    return open_stream
+
+
+async def _first_item(
+    deployment: DeploymentSnapshot, opening: Awaitable[ChatStream]
+) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]], ChatStream]:
+    upstream: ChatStream | None = None
+    try:
+        async with asyncio.timeout(deployment.first_token_timeout or None):
+            upstream = await opening
+            items = aiter(upstream)
+            first = await anext(items)
+    except StopAsyncIteration:
+        await upstream.aclose()  # type: ignore[union-attr]
+        raise UpstreamError(
+            f"The provider '{deployment.provider_name}' closed the stream without sending anything."
+        ) from None
+    except TimeoutError:
+        if upstream is not None:
+            await upstream.aclose()
+        raise UpstreamTimeout(f"The provider '{deployment.provider_name}' sent no first token in time.") from None
+    except BaseException:
+        if upstream is not None:
+            await upstream.aclose()
+        raise
+    return first, items, upstream
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    """One event as Anthropic frames it: an `event:` line naming its type, then the data."""
+    name = event.get("type")
+    if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
+        name = "message"  # an upstream type we cannot put on an event line as it is
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+async def _relay(
+    opened: _Opened,
+    rest: AsyncIterator[dict[str, Any]],
+    *,
+    public_name: str,
+    stop_sequences: Any,
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    """Send the stream on as Messages events, as they arrive.
+
+    A client that disconnects cancels this generator and `finally` drops the upstream connection.
+    An upstream that fails mid-stream ends the client's stream with an `error` event and no
+    `message_stop`.
+    """
+    translator = (
+        None if opened.passthrough else inbound.StreamTranslator(model=public_name, stop_sequences=stop_sequences)
+    )
+
+    def encode(item: dict[str, Any]) -> bytes:
+        if translator is not None:
+            return b"".join(_sse(event) for event in translator.feed(item))
+        if item.get("type") == "message_start" and isinstance(item.get("message"), dict):
+            item["message"]["model"] = public_name
+        return _sse(item)
+
+    try:
+        if data := encode(opened.first):
+            yield data
+        async for item in rest:
+            if data := encode(item):
+                yield data
+        if translator is not None:
+            yield b"".join(_sse(event) for event in translator.finish())
+    except ProxyError as exc:
+        yield _sse(error_body(exc, request_id))
+    finally:
+        await opened.upstream.aclose()
