@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +13,7 @@ from ninja import NinjaAPI, Router
 from gateway.proxy import catalog, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream
-from gateway.proxy.errors import InternalError, NotFound, ProxyError
+from gateway.proxy.errors import NotFound, ProxyError
 from gateway.proxy.messages import messages_routes
 from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
@@ -32,50 +30,7 @@ def _json(data: Any, request_id: str, status: int = 200) -> HttpResponse:
     return response
 
 
-def traced(render: Callable[[ProxyError, str], HttpResponse]) -> Callable[[View], View]:
-    """Give the request an id and a Trace (`request.trace`), turn every failure into an error
-    response drawn by `render`, and record the request log row (streams record in their relay)."""
-
-    def decorate(view: View) -> View:
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            trace = Trace(
-                request_id=parse.new_request_id(),
-                endpoint=request.path.removeprefix("/v1/")[:40],
-                user_agent=request.headers.get("user-agent", ""),
-            )
-            request.trace = trace  # type: ignore[attr-defined]
-            request.request_id = trace.request_id  # type: ignore[attr-defined]
-            try:
-                response = await view(request, *args, **kwargs)
-            except ProxyError as exc:
-                trace.failed(exc.status, exc.code)
-                trace.record()
-                return render(exc, trace.request_id)
-            except Exception as exc:
-                # No traceback text: it can carry values. Where it happened is enough to find it.
-                frame = traceback.extract_tb(exc.__traceback__)[-1]
-                logger.error(
-                    "unexpected %s at %s:%s (request %s)",
-                    type(exc).__name__,
-                    frame.filename,
-                    frame.lineno,
-                    trace.request_id,
-                )
-                error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
-                trace.failed(error.status, error.code)
-                trace.record()
-                return render(error, trace.request_id)
-            if not isinstance(response, StreamingHttpResponse):
-                trace.record()
-            return response
-
-        return wrapper
-
-    return decorate
-
-
-openai_errors = traced(lambda exc, request_id: exc.response(request_id))
+openai_errors = metering.traced(lambda exc, request_id: exc.response(request_id))
 
 
 def _output_text(choices: Any) -> str:

@@ -23,8 +23,10 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import Http404
+from django.http.response import HttpResponseBase
 
-from gateway.proxy.errors import InternalError, NotFound, PayloadTooLarge
+from gateway.proxy import messages
+from gateway.proxy.errors import InternalError, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id
 
 logger = logging.getLogger("gateway.proxy")
@@ -32,6 +34,13 @@ logger = logging.getLogger("gateway.proxy")
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def _render(error: ProxyError, path: str) -> HttpResponseBase:
+    """An error in the shape the caller's SDK expects: Anthropic's under /v1/messages, else OpenAI's."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return messages.error_response(error, new_request_id())
+    return error.response(new_request_id())
 
 
 class ProxyHandler(ASGIHandler):
@@ -46,9 +55,8 @@ class ProxyHandler(ASGIHandler):
         try:
             return await self._get_response_async(request)
         except Http404:
-            return NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url").response(
-                new_request_id()
-            )
+            error = NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url")
+            return _render(error, request.path)
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         await self.handle(scope, receive, send)
@@ -79,10 +87,10 @@ class ProxyHandler(ASGIHandler):
         except RequestAborted:
             return
         except _BodyTooLarge:
-            response = PayloadTooLarge(
+            error = PayloadTooLarge(
                 f"The request body is larger than this gateway accepts ({settings.PROXY_MAX_BODY_BYTES} bytes)."
-            ).response(new_request_id())
-            await self.send_response(response, send)
+            )
+            await self.send_response(_render(error, scope["path"]), send)
             return
         request, error_response = self.create_request(scope, body_file)
         if request is None:
@@ -110,5 +118,6 @@ class ProxyHandler(ASGIHandler):
                 except Exception as exc:
                     logger.error("unexpected %s while serving %s", type(exc).__name__, scope.get("path"))
                     if task is worker and not watcher.done():
-                        await self.send_response(InternalError("The gateway failed unexpectedly.").response(""), send)
+                        error = InternalError("The gateway failed unexpectedly.")
+                        await self.send_response(_render(error, scope["path"]), send)
             body_file.close()

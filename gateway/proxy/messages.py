@@ -17,11 +17,8 @@ started ends with an `error` event and no `message_stop`.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import re
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,11 +29,12 @@ from django.http.response import HttpResponseBase
 from ninja import Router
 
 from gateway.proxy import anthropic_inbound as inbound
-from gateway.proxy import catalog, router
+from gateway.proxy import catalog, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream, get_adapter
 from gateway.proxy.adapters.anthropic import AnthropicAdapter
-from gateway.proxy.errors import BadRequest, InternalError, ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.errors import BadRequest, ProxyError
+from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
 from gateway.selectors import DeploymentSnapshot, ModelSnapshot
 
@@ -95,27 +93,7 @@ def error_response(exc: ProxyError, request_id: str) -> HttpResponse:
     return _identified(response, request_id)
 
 
-def anthropic_errors(view: View) -> View:
-    """Give the request an id and turn every failure into an Anthropic error object."""
-
-    @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        request_id = parse.new_request_id()
-        request.request_id = request_id  # type: ignore[attr-defined]
-        try:
-            return await view(request, *args, **kwargs)
-        except ProxyError as exc:
-            return error_response(exc, request_id)
-        except Exception as exc:
-            # No traceback text: it can carry values. Where it happened is enough to find it.
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            logger.error(
-                "unexpected %s at %s:%s (request %s)", type(exc).__name__, frame.filename, frame.lineno, request_id
-            )
-            error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
-            return error_response(error, request_id)
-
-    return wrapper
+anthropic_errors = metering.traced(error_response)
 
 
 # --- the request ---
@@ -192,16 +170,21 @@ def _json(data: dict[str, Any], request_id: str) -> HttpResponse:
 @messages_routes.post("/messages", summary="Create a message (Anthropic-compatible)")
 @anthropic_errors
 async def create_message(request: HttpRequest) -> HttpResponseBase:
-    request_id: str = request.request_id  # type: ignore[attr-defined]
-    key = await catalog.authenticate(parse.presented_key(request))
+    trace: Trace = request.trace  # type: ignore[attr-defined]
+    request_id = trace.request_id
+    trace.key = key = await catalog.authenticate(parse.presented_key(request))
     version = anthropic_version(request)
     body = parse.json_object(request)  # also refuses routing overrides (api_base, base_url, ...)
-    stream = checked(body)
+    trace.model = body.get("model") if isinstance(body.get("model"), str) else ""
+    trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
-    routed = Routed()
+    trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
+    trace.routed = routed = Routed()
     if not stream:
         reply = await router.route(key, model, routed, _answerer(body, version))
         reply["model"] = routed.model.name  # type: ignore[union-attr]
+        trace.usage = metering.anthropic_usage(reply.get("usage"))
+        trace.saw_output(_message_text(reply.get("content")))
         return _json(reply, request_id)
 
     opened = await router.route(key, model, routed, _opener(body, version))
@@ -210,7 +193,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
         router.idle_guarded(opened.rest, routed.deployment.idle_timeout),  # type: ignore[union-attr]
         public_name=routed.model.name,  # type: ignore[union-attr]
         stop_sequences=body.get("stop_sequences"),
-        request_id=request_id,
+        trace=trace,
     )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -264,35 +247,10 @@ def _opener(
             )
         else:
             opening = adapter.open_chat_stream(deployment, _chat_request(body, deployment))
-        first, rest, upstream = await _first_item(deployment, opening)
+        first, rest, upstream = await router.read_first(deployment, opening)
         return _Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter))
 
     return open_stream
-
-
-async def _first_item(
-    deployment: DeploymentSnapshot, opening: Awaitable[ChatStream]
-) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]], ChatStream]:
-    upstream: ChatStream | None = None
-    try:
-        async with asyncio.timeout(deployment.first_token_timeout or None):
-            upstream = await opening
-            items = aiter(upstream)
-            first = await anext(items)
-    except StopAsyncIteration:
-        await upstream.aclose()  # type: ignore[union-attr]
-        raise UpstreamError(
-            f"The provider '{deployment.provider_name}' closed the stream without sending anything."
-        ) from None
-    except TimeoutError:
-        if upstream is not None:
-            await upstream.aclose()
-        raise UpstreamTimeout(f"The provider '{deployment.provider_name}' sent no first token in time.") from None
-    except BaseException:
-        if upstream is not None:
-            await upstream.aclose()
-        raise
-    return first, items, upstream
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -309,7 +267,7 @@ async def _relay(
     *,
     public_name: str,
     stop_sequences: Any,
-    request_id: str,
+    trace: Trace,
 ) -> AsyncIterator[bytes]:
     """Send the stream on as Messages events, as they arrive.
 
@@ -321,13 +279,29 @@ async def _relay(
         None if opened.passthrough else inbound.StreamTranslator(model=public_name, stop_sequences=stop_sequences)
     )
 
+    def meter(event: dict[str, Any]) -> bytes:
+        kind = event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            started = metering.anthropic_usage(event["message"].get("usage"))
+            if started is not None:
+                trace.usage = started
+        elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
+            delta = event["delta"]
+            trace.saw_output(str(delta.get("text") or delta.get("partial_json") or ""))
+        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
+            # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
+            merged = (trace.usage and _as_anthropic(trace.usage)) or {}
+            trace.usage = metering.anthropic_usage(merged | event["usage"]) or trace.usage
+        return _sse(event)
+
     def encode(item: dict[str, Any]) -> bytes:
         if translator is not None:
-            return b"".join(_sse(event) for event in translator.feed(item))
+            return b"".join(meter(event) for event in translator.feed(item))
         if item.get("type") == "message_start" and isinstance(item.get("message"), dict):
             item["message"]["model"] = public_name
-        return _sse(item)
+        return meter(item)
 
+    finished = False
     try:
         if data := encode(opened.first):
             yield data
@@ -335,8 +309,34 @@ async def _relay(
             if data := encode(item):
                 yield data
         if translator is not None:
-            yield b"".join(_sse(event) for event in translator.finish())
+            yield b"".join(meter(event) for event in translator.finish())
+        finished = True
     except ProxyError as exc:
-        yield _sse(error_body(exc, request_id))
+        trace.failed(exc.status, exc.code)
+        yield _sse(error_body(exc, trace.request_id))
     finally:
+        if not finished and not trace.error_code:
+            trace.failed(499, "client_disconnected")
         await opened.upstream.aclose()
+        trace.record()
+
+
+def _as_anthropic(usage: metering.Usage) -> dict[str, int]:
+    """Our usage back in Anthropic's terms, to merge a message_delta's counts into it."""
+    return {
+        "input_tokens": usage.input_tokens - usage.cached_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+    }
+
+
+def _message_text(content: Any) -> str:
+    """The text a Messages reply produced: text blocks and tool inputs."""
+    parts: list[str] = []
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict):
+            if isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                parts.append(orjson.dumps(block.get("input")).decode())
+    return "".join(parts)

@@ -7,17 +7,26 @@ a stream cut short, a client that went away), it is estimated from the text that
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import time
+import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+
 from gateway.proxy import logbuffer
+from gateway.proxy import request as parse
+from gateway.proxy.errors import InternalError, ProxyError
 from gateway.proxy.router import Routed
 from gateway.selectors import DeploymentSnapshot, KeySnapshot
 
+logger = logging.getLogger("gateway.proxy")
 _CHARS_PER_TOKEN = 4
 
 
@@ -46,6 +55,18 @@ class Usage:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def anthropic_usage(reported: Any) -> Usage | None:
+    """Usage in Anthropic's shape (Messages). Its input tokens exclude cache reads and writes; ours include them."""
+    if not isinstance(reported, dict):
+        return None
+    fresh, output = _count(reported.get("input_tokens")), _count(reported.get("output_tokens"))
+    if fresh is None or output is None:
+        return None
+    read = _count(reported.get("cache_read_input_tokens")) or 0
+    written = _count(reported.get("cache_creation_input_tokens")) or 0
+    return Usage(input_tokens=fresh + read + written, output_tokens=output, cached_tokens=read)
 
 
 def usage_from(reported: Any, *, output_optional: bool = False) -> Usage | None:
@@ -176,3 +197,49 @@ class Trace:
                 "user_agent": self.user_agent[:300],
             }
         )
+
+
+View = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[View], View]:
+    """Give the request an id and a Trace (`request.trace`), turn every failure into an error
+    response drawn by `render`, and record the request log row (streams record in their relay)."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            trace = Trace(
+                request_id=parse.new_request_id(),
+                endpoint=request.path.removeprefix("/v1/")[:40],
+                user_agent=request.headers.get("user-agent", ""),
+            )
+            request.trace = trace  # type: ignore[attr-defined]
+            request.request_id = trace.request_id  # type: ignore[attr-defined]
+            try:
+                response = await view(request, *args, **kwargs)
+            except ProxyError as exc:
+                trace.failed(exc.status, exc.code)
+                trace.record()
+                return render(exc, trace.request_id)
+            except Exception as exc:
+                # No traceback text: it can carry values. Where it happened is enough to find it.
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                logger.error(
+                    "unexpected %s at %s:%s (request %s)",
+                    type(exc).__name__,
+                    frame.filename,
+                    frame.lineno,
+                    trace.request_id,
+                )
+                error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
+                trace.failed(error.status, error.code)
+                trace.record()
+                return render(error, trace.request_id)
+            if not isinstance(response, StreamingHttpResponse):
+                trace.record()
+            return response
+
+        return wrapper
+
+    return decorate

@@ -199,28 +199,36 @@ async def open_stream(
         candidate: ModelSnapshot, deployment: DeploymentSnapshot
     ) -> tuple[dict, AsyncIterator[dict], ChatStream]:
         adapter = get_adapter(deployment.provider_kind)
-        stream: ChatStream | None = None
-        try:
-            async with asyncio.timeout(deployment.first_token_timeout or None):
-                stream = await adapter.open_chat_stream(deployment, _payload(body, candidate, deployment))
-                chunks = aiter(stream)
-                first = await anext(chunks)
-        except StopAsyncIteration:
-            await stream.aclose()  # type: ignore[union-attr]
-            raise UpstreamError(
-                f"The provider '{deployment.provider_name}' closed the stream without sending anything."
-            ) from None
-        except TimeoutError:
-            if stream is not None:
-                await stream.aclose()
-            raise UpstreamTimeout(f"The provider '{deployment.provider_name}' sent no first token in time.") from None
-        except BaseException:
-            if stream is not None:
-                await stream.aclose()
-            raise
-        return first, chunks, stream
+        return await read_first(deployment, adapter.open_chat_stream(deployment, _payload(body, candidate, deployment)))
 
     return await route(key, model, routed, call)
+
+
+async def read_first(
+    deployment: DeploymentSnapshot, opening: Awaitable[ChatStream]
+) -> tuple[dict, AsyncIterator[dict], ChatStream]:
+    """Open a stream and wait for its first item, within the deployment's first-token timeout.
+    Called inside a routed call, so a failure here is still retried or failed over."""
+    stream: ChatStream | None = None
+    try:
+        async with asyncio.timeout(deployment.first_token_timeout or None):
+            stream = await opening
+            items = aiter(stream)
+            first = await anext(items)
+    except StopAsyncIteration:
+        await stream.aclose()  # type: ignore[union-attr]
+        raise UpstreamError(
+            f"The provider '{deployment.provider_name}' closed the stream without sending anything."
+        ) from None
+    except TimeoutError:
+        if stream is not None:
+            await stream.aclose()
+        raise UpstreamTimeout(f"The provider '{deployment.provider_name}' sent no first token in time.") from None
+    except BaseException:
+        if stream is not None:
+            await stream.aclose()
+        raise
+    return first, items, stream
 
 
 async def idle_guarded(chunks: AsyncIterator[dict], idle_timeout: float | None) -> AsyncIterator[dict]:

@@ -266,3 +266,21 @@ def test_every_answer_carries_a_request_id(messages_setup):
     ids = [a.headers["x-request-id"] for a in answers]
     assert all(i.startswith("req_") for i in ids)
     assert len(set(ids)) == 4
+
+
+def test_413_is_in_anthropic_shape_when_body_is_too_large_for_messages(messages_setup, settings):
+    settings.PROXY_MAX_BODY_BYTES = 2048
+    client = messages_setup.client()
+
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(model="claude", max_tokens=10, messages=[{"role": "user", "content": "x" * 5000}])
+
+    assert caught.value.status_code == 413
+    assert caught.value.body["error"]["type"] == "request_too_large"
+
+
+def test_unknown_messages_subpath_is_404_in_anthropic_shape(messages_setup):
+    response = httpx.post(f"{messages_setup.gateway}/v1/messages/batches", json={})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
