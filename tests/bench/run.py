@@ -1,0 +1,725 @@
+"""`make bench`: one run, one load, four targets.
+
+- direct: the mock upstream (tests/mock_upstream.py) called directly, the limit;
+- forwarder: a bare Django + django-ninja forwarder (tests/bench/forwarder.py), the framework's ceiling;
+- gateway: gunicorn + 1 uvicorn worker, production settings (Postgres, Redis, DEBUG=0);
+- litellm: LiteLLM's proxy with one worker, installed into .bench/litellm-venv (the peer).
+
+The server under test runs on core 0; wrk and the mock share core 1, so figures are per core.
+Each scenario (non-streaming at c=1 and c=32, streaming at c=1 and c=32) gets a short warm-up,
+then a measured run. Results are printed and written to .bench/results.json.
+
+`--profile` instead runs the gateway under py-spy during c=32 non-streaming load and prints
+where its time goes (`--profile-target` and `--profile-scenario` pick others).
+
+Every process started here is stopped on exit, Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tests.bench import peer, pyspy
+from tests.bench.load import Load, LoadResult, ensure_wrk, run_load
+from tests.bench.procs import (
+    CLIENT_CORE,
+    ROOT,
+    SERVER_CORE,
+    STATE,
+    VENV_BIN,
+    CpuMeter,
+    Proc,
+    free_port,
+    pinned,
+    pinning_available,
+    run,
+    set_niceness,
+    wait_for_port,
+)
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/symbiosis_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+MODEL = "bench-model"
+PROMPT = "Hello from the benchmark, please echo this back"
+BODY: dict[str, Any] = {
+    "model": MODEL,
+    "messages": [{"role": "system", "content": "You are a benchmark."}, {"role": "user", "content": PROMPT}],
+    "max_tokens": 32,
+    "temperature": 0,
+}
+TARGETS = ("direct", "forwarder", "gateway", "litellm")
+ALL_TARGETS = (*TARGETS, "forwarder-stock")
+GOAL_ADDED_P50_MS = 1.5
+GOAL_VS_LITELLM = 5.0
+GOAL_VS_FORWARDER = 0.70
+NOISY_PCT = 10  # % of a core used by processes outside the bench during a measured run
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    stream: bool
+    concurrency: int
+
+
+SCENARIOS = (
+    Scenario("non-stream c=1", stream=False, concurrency=1),
+    Scenario("non-stream c=32", stream=False, concurrency=32),
+    Scenario("stream c=1", stream=True, concurrency=1),
+    Scenario("stream c=32", stream=True, concurrency=32),
+)
+
+
+@dataclass
+class Endpoint:
+    """A running target: where to send chat completions and with which key."""
+
+    url: str
+    key: str
+
+
+class Skip(Exception):
+    """A target that cannot be measured this run; the reason is printed and recorded."""
+
+
+# --- the targets ---
+
+
+def start_mock() -> tuple[Proc, str]:
+    port = free_port()
+    proc = Proc(
+        "mock", pinned(CLIENT_CORE, [str(VENV_BIN / "python"), "-m", "tests.mock_upstream", "--port", str(port)])
+    )
+    wait_for_port(port, timeout=30, proc=proc)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _gunicorn(name: str, app: str, port: int, env: dict[str, str]) -> Proc:
+    """Serve like `make serve` does: gunicorn managing one uvicorn worker."""
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        app,
+        "-k",
+        "uvicorn.workers.UvicornWorker",
+        "--workers",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    if _gunicorn_has_control_socket():
+        argv.append("--no-control-socket")  # not shared with any other gunicorn on this machine
+    return Proc(name, pinned(SERVER_CORE, argv), env=env)
+
+
+def _gunicorn_has_control_socket() -> bool:
+    result = subprocess.run([str(VENV_BIN / "gunicorn"), "--help"], capture_output=True, text=True, timeout=30)
+    return "--no-control-socket" in result.stdout
+
+
+def start_forwarder(upstream: str, *, handler: str = "lean") -> tuple[Proc, Endpoint]:
+    port = free_port()
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "tests.bench.forwarder_settings",
+        "BENCH_UPSTREAM": upstream,
+        "BENCH_FORWARDER_HANDLER": handler,
+    }
+    name = "forwarder" if handler == "lean" else f"forwarder-{handler}"
+    proc = _gunicorn(name, "tests.bench.forwarder:application", port, env)
+    wait_for_port(port, timeout=60, proc=proc)
+    return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", "sk-bench")
+
+
+def gateway_env() -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GATEWAY_"))}
+    return env | {
+        "DJANGO_SETTINGS_MODULE": "gateway.settings",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "SECRETS_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "DEBUG": "0",
+        "DATA_DIR": str(STATE / "gateway-data"),
+    }
+
+
+def prepare_gateway(env: dict[str, str], upstream: str) -> str:
+    """A fresh database and Redis index, migrated and seeded through gateway.services; returns the key."""
+    import psycopg
+    import redis
+
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise Skip(f"unexpected database name {name!r}")
+    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
+            client.flushdb()
+    except (psycopg.Error, redis.RedisError) as exc:
+        raise Skip(f"Postgres or Redis is not usable ({type(exc).__name__}: {exc})") from None
+    python = str(VENV_BIN / "python")
+    run([python, "manage.py", "migrate", "--noinput", "-v0"], timeout=300, env=env)
+    output = run([python, "-m", "tests.bench.seed", "--upstream", upstream], timeout=120, env=env).stdout
+    for line in output.splitlines():
+        if line.startswith("BENCH_KEY "):
+            return line.split(" ", 1)[1].strip()
+    raise RuntimeError(f"tests.bench.seed printed no key:\n{output[-2000:]}")
+
+
+def start_gateway(upstream: str) -> tuple[Proc, Endpoint]:
+    env = gateway_env()
+    key = prepare_gateway(env, upstream)
+    port = free_port()
+    proc = _gunicorn("gateway", "gateway.asgi:application", port, env)
+    wait_for_port(port, timeout=60, proc=proc)
+    return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key)
+
+
+def start_litellm(upstream: str) -> tuple[Proc, Endpoint]:
+    try:
+        executable = peer.ensure_installed()
+    except (RuntimeError, OSError) as exc:
+        raise Skip(f"cannot install litellm[proxy]=={peer.LITELLM_VERSION}: {exc}") from None
+    port = free_port()
+    proc, key = peer.start(executable=executable, upstream=upstream, port=port)
+    try:
+        wait_for_port(port, timeout=180, proc=proc)
+    except RuntimeError as exc:
+        proc.stop()
+        raise Skip(f"did not start: {str(exc).splitlines()[0]} (log: {proc.log})") from None
+    return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key)
+
+
+# --- checking and measuring ---
+
+
+def body_file(stream: bool) -> Path:
+    path = STATE / ("body-stream.json" if stream else "body.json")
+    path.write_text(json.dumps(BODY | {"stream": True} if stream else BODY))
+    return path
+
+
+def check(endpoint: Endpoint, *, stream: bool, attempts_s: float = 30.0) -> None:
+    """One real request must succeed with the right shape before we measure (retried while starting)."""
+    if not endpoint.url.startswith("http://127.0.0.1:"):
+        raise RuntimeError(f"the benchmark only talks to loopback, not {endpoint.url}")
+    request = urllib.request.Request(  # noqa: S310 - an http://127.0.0.1 URL, checked above
+        endpoint.url,
+        data=body_file(stream).read_bytes(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {endpoint.key}"},
+    )
+    deadline = time.monotonic() + attempts_s
+    problem = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+                payload = response.read()
+            if stream:
+                events = [line for line in payload.split(b"\n") if line.startswith(b"data:")]
+                if len(events) < 3 or events[-1].strip() != b"data: [DONE]" or b"echo" not in payload:
+                    raise ValueError(f"not an OpenAI event stream: {payload[:200]!r}")
+            else:
+                reply = json.loads(payload)
+                if "echo" not in reply["choices"][0]["message"]["content"]:
+                    raise ValueError(f"unexpected reply: {payload[:200]!r}")
+            return
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+            if exc.code < 500:
+                break
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    raise RuntimeError(f"a {'streaming' if stream else 'non-streaming'} check request failed: {problem}")
+
+
+class Quiet:
+    """Before each run, wait a little (bounded per run and in total) for other processes to calm down.
+
+    Shared machines run other people's tests; a run that starts during such a burst is disturbed.
+    """
+
+    def __init__(self, *, per_run: float, total: float) -> None:
+        self.per_run, self.left = per_run, total
+
+    def wait(self, *, server: Proc | None, mock: Proc | None) -> None:
+        deadline = time.monotonic() + min(self.per_run, self.left)
+        announced = False
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            meter = CpuMeter(server=server, mock=None if mock is server else mock)
+            time.sleep(0.5)
+            other = meter.stop()["other_cpu_pct"]
+            self.left -= time.monotonic() - started
+            if other < NOISY_PCT / 2:
+                return
+            if not announced:
+                print(f"  (other processes use {other:.0f}% of a core; waiting up to {self.per_run:.0f} s)", flush=True)
+                announced = True
+
+
+def measure(
+    endpoint: Endpoint,
+    scenario: Scenario,
+    *,
+    wrk: str | None,
+    duration: float,
+    warmup: float,
+    server: Proc | None,
+    mock: Proc | None,
+    quiet: Quiet | None = None,
+) -> LoadResult:
+    def load(seconds: float) -> Load:
+        return Load(endpoint.url, body_file(scenario.stream), endpoint.key, scenario.concurrency, seconds)
+
+    if quiet is not None:
+        quiet.wait(server=server, mock=mock)
+    if warmup > 0:
+        run_load(load(warmup), wrk=wrk)
+    meter = CpuMeter(server=server, mock=None if mock is server else mock)
+    result = run_load(load(duration), wrk=wrk)
+    result.cpu = meter.stop()
+    return result
+
+
+# --- reporting ---
+
+
+def fmt_errors(result: LoadResult) -> str:
+    if not result.error_count:
+        return "0"
+    parts = ", ".join(f"{kind} {n}" for kind, n in result.errors.items() if n)
+    return f"{result.error_count} ({parts})"
+
+
+def fmt_cpu(result: LoadResult) -> str:
+    cpu = result.cpu
+    if not cpu:
+        return ""
+    per_request = result.server_ms_per_request
+    server, mock, other = cpu["server_cpu_pct"], cpu["mock_cpu_pct"], cpu["other_cpu_pct"]
+    return f"{server:>5.0f}% {per_request or 0:>7.3f} {mock:>5.0f}% {other:>6.0f}%"
+
+
+def print_table(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str]) -> None:
+    print()
+    header = (
+        f"{'target':<16} {'scenario':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'srv cpu':>6} {'ms/req':>7} {'mock':>6} {'other':>7}  errors"
+    )
+    print(header)
+    print("-" * (len(header) + 4))
+    for target, by_scenario in results.items():
+        for scenario, result in by_scenario.items():
+            print(
+                f"{target:<16} {scenario:<16} {result.rps:>8.1f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+                f"{fmt_cpu(result)}  {fmt_errors(result)}"
+            )
+    for target, reason in skipped.items():
+        print(f"{target:<16} skipped: {reason}")
+    print(
+        "srv cpu: the server's CPU (100% = its whole core); ms/req: its CPU time per request; "
+        "mock: the mock's CPU;\nother: CPU used by processes that are not part of the bench "
+        "(noise: above a few % the figures are disturbed)."
+    )
+
+
+def evaluate(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str]) -> tuple[dict, list[dict]]:
+    """The ratios and the issue's targets (each PASS, MISS or n/a with the reason)."""
+    gateway = results.get("gateway", {})
+    ratios: dict[str, float] = {}
+    goals: list[dict[str, Any]] = []
+
+    def ok(target: str, scenario: str) -> LoadResult | None:
+        return results.get(target, {}).get(scenario)
+
+    for scenario in gateway:
+        if (direct := ok("direct", scenario)) and direct.rps:
+            ratios[f"gateway/direct throughput, {scenario}"] = gateway[scenario].rps / direct.rps
+    for scenario in ("non-stream c=1", "stream c=1"):
+        for name in ("gateway", "forwarder"):  # the forwarder's shows what the framework alone adds
+            if (r := ok(name, scenario)) and (direct := ok("direct", scenario)):
+                ratios[f"{name} added p50 ms over direct, {scenario}"] = r.p50_ms - direct.p50_ms
+    for peer_name, label in (
+        ("forwarder", "forwarder"),
+        ("forwarder-stock", "forwarder-stock"),
+        ("litellm", "LiteLLM"),
+    ):
+        for scenario in ("non-stream c=32", "stream c=32"):
+            if (gw := ok("gateway", scenario)) and (other := ok(peer_name, scenario)) and other.rps:
+                ratios[f"gateway/{label} throughput, {scenario}"] = gw.rps / other.rps
+                # The same comparison by CPU per request: barely moved by other load on the machine.
+                if gw.server_ms_per_request and other.server_ms_per_request:
+                    cost = other.server_ms_per_request / gw.server_ms_per_request
+                    ratios[f"{label}/gateway CPU per request, {scenario}"] = cost
+
+    def goal(name: str, value: float | None, passed: bool, shown: str, why_not: str, errors: list[str]) -> None:
+        if value is None:
+            goals.append({"goal": name, "value": None, "verdict": "n/a", "note": why_not})
+            return
+        note = "; ".join(errors)
+        verdict = "PASS" if passed and not any(e.startswith("gateway") for e in errors) else "MISS"
+        goals.append({"goal": name, "value": round(value, 3), "shown": shown, "verdict": verdict, "note": note})
+
+    def error_notes(*pairs: tuple[str, str]) -> list[str]:
+        notes = [
+            f"{target} had {r.error_count} errors in {scenario}"
+            for target, scenario in pairs
+            if (r := ok(target, scenario)) and r.error_count
+        ]
+        return notes + [
+            f"disturbed: {target} {scenario} ran with {other:.0f}% other load"
+            for target, scenario in pairs
+            if (r := ok(target, scenario)) and (other := r.cpu.get("other_cpu_pct", 0)) > NOISY_PCT
+        ]
+
+    def missing(*targets: str) -> str:
+        gone = [t for t in targets if t not in results or t in skipped]
+        return ", ".join(f"{t} {'skipped: ' + skipped[t] if t in skipped else 'not run'}" for t in gone)
+
+    added = ratios.get("gateway added p50 ms over direct, non-stream c=1")
+    goal(
+        f"added p50 over direct at c=1 (non-stream) <= {GOAL_ADDED_P50_MS} ms",
+        added,
+        added is not None and added <= GOAL_ADDED_P50_MS,
+        f"{added:.2f} ms" if added is not None else "",
+        missing("gateway", "direct"),
+        error_notes(("gateway", "non-stream c=1"), ("direct", "non-stream c=1")),
+    )
+    for scenario in ("non-stream c=32", "stream c=32"):
+        value = ratios.get(f"gateway/LiteLLM throughput, {scenario}")
+        goal(
+            f">= {GOAL_VS_LITELLM:.0f}x LiteLLM throughput at c=32 ({scenario.split()[0]})",
+            value,
+            value is not None and value >= GOAL_VS_LITELLM,
+            f"{value:.2f}x" if value is not None else "",
+            missing("gateway", "litellm"),
+            error_notes(("gateway", scenario), ("litellm", scenario)),
+        )
+    for scenario in ("non-stream c=32", "stream c=32"):
+        value = ratios.get(f"gateway/forwarder throughput, {scenario}")
+        goal(
+            f">= {GOAL_VS_FORWARDER:.0%} of the bare forwarder at c=32 ({scenario.split()[0]})",
+            value,
+            value is not None and value >= GOAL_VS_FORWARDER,
+            f"{value:.0%}" if value is not None else "",
+            missing("gateway", "forwarder"),
+            error_notes(("gateway", scenario), ("forwarder", scenario)),
+        )
+    return ratios, goals
+
+
+def print_evaluation(ratios: dict[str, float], goals: list[dict[str, Any]], noisy: list[str]) -> None:
+    print("\nratios (CPU per request: the peer's ms/req over the gateway's, like a throughput ratio)")
+    for name, value in ratios.items():
+        if "added p50" in name:
+            print(f"  {name:<52} {value:+.2f} ms")
+        else:
+            print(f"  {name:<52} {value:.2f}x ({value:.0%})")
+    print("\ntargets (from the issue)")
+    for g in goals:
+        shown = g.get("shown") or "-"
+        note = f"  [{g['note']}]" if g.get("note") else ""
+        print(f"  {g['verdict']:<5} {g['goal']:<58} {shown}{note}")
+    if noisy:
+        print(
+            f"\nwarning: other processes used over {NOISY_PCT}% of a core during {len(noisy)} run(s) "
+            f"({', '.join(noisy[:4])}{', ...' if len(noisy) > 4 else ''}); those figures are disturbed. "
+            "The CPU-per-request ratios hold up best; rerun on a quiet machine for the rest."
+        )
+
+
+def meta(args: argparse.Namespace, wrk: str | None, wrk_note: str) -> dict[str, Any]:
+    import django
+
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()},
+        "pinning": f"server core {SERVER_CORE}, load generator and mock core {CLIENT_CORE}"
+        if pinning_available()
+        else "none (needs taskset and 2 cores)",
+        "load_generator": "wrk" if wrk else f"python aiohttp fallback ({wrk_note})",
+        "priority": args.priority,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "body": BODY,
+        "django": django.get_version(),
+        "litellm": peer.LITELLM_VERSION,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# --- the two modes ---
+
+
+STARTERS: dict[str, Callable[[str], tuple[Proc | None, Endpoint]]] = {
+    "forwarder": start_forwarder,
+    "forwarder-stock": lambda upstream: start_forwarder(upstream, handler="stock"),
+    "gateway": start_gateway,
+    "litellm": start_litellm,
+}
+
+
+def bench(args: argparse.Namespace) -> int:
+    wrk, wrk_note = ensure_wrk()
+    if wrk:
+        print(f"load generator: wrk ({wrk})")
+    else:
+        print(f"load generator: wrk unavailable ({wrk_note}); using the Python aiohttp fallback (tests/bench/load.py)")
+    if not pinning_available():
+        print("warning: no CPU pinning (needs taskset and 2 cores); figures are not per core")
+    print(f"servers, mock and load generator run with {args.priority}")
+    scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
+    mock, upstream = start_mock()
+    quiet = Quiet(per_run=args.quiet_wait, total=args.quiet_wait * 6) if args.quiet_wait > 0 else None
+    results: dict[str, dict[str, LoadResult]] = {}
+    skipped: dict[str, str] = {}
+    failed = False
+    for target in args.targets:
+        started = time.monotonic()
+        proc: Proc | None = None
+        try:
+            if target == "direct":
+                endpoint = Endpoint(upstream + "/chat/completions", "sk-bench")
+            else:
+                print(f"[{target}] starting ...", flush=True)
+                proc, endpoint = STARTERS[target](upstream)
+            for stream in sorted({s.stream for s in scenarios}):
+                check(endpoint, stream=stream)
+            results[target] = {}
+            for scenario in scenarios:
+                result = measure(
+                    endpoint,
+                    scenario,
+                    wrk=wrk,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    server=proc or mock,
+                    mock=mock,
+                    quiet=quiet,
+                )
+                results[target][scenario.name] = result
+                print(
+                    f"[{target}] {scenario.name:<16} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms"
+                    f"  p99 {result.p99_ms:7.2f} ms  errors {fmt_errors(result)}",
+                    flush=True,
+                )
+                if proc is not None and not proc.alive():
+                    raise RuntimeError(f"{target} died during the run:\n{proc.tail()}")
+        except Skip as exc:
+            skipped[target] = str(exc)
+            label = "LiteLLM" if target == "litellm" else target
+            print(f"{label} skipped: {exc}", flush=True)
+        except RuntimeError as exc:
+            skipped[target] = f"failed: {exc}"
+            print(f"[{target}] FAILED: {exc}", flush=True)
+            failed = failed or target in ("direct", "gateway")
+            if target == "litellm":
+                print(f"LiteLLM skipped: {str(exc).splitlines()[0]}")
+        finally:
+            if proc is not None:
+                proc.stop()
+        print(f"[{target}] done in {time.monotonic() - started:.0f} s", flush=True)
+    mock.stop()
+
+    print_table(results, skipped)
+    ratios, goals = evaluate(results, skipped)
+    noisy = [
+        f"{target} {scenario}"
+        for target, by_scenario in results.items()
+        for scenario, r in by_scenario.items()
+        if r.cpu.get("other_cpu_pct", 0) > NOISY_PCT
+    ]
+    print_evaluation(ratios, goals, noisy)
+    output = STATE / "results.json"
+    output.write_text(
+        json.dumps(
+            {
+                "meta": meta(args, wrk, wrk_note),
+                "results": [
+                    {"target": t, "scenario": s} | r.as_dict() for t, by_s in results.items() for s, r in by_s.items()
+                ],
+                "skipped": skipped,
+                "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                "targets": goals,
+                "disturbed_runs": noisy,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten: {output.relative_to(ROOT)}")
+    if failed:
+        return 1
+    if args.strict and any(g["verdict"] == "MISS" for g in goals):
+        return 2
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    py_spy = pyspy.ensure_installed()
+    wrk, wrk_note = ensure_wrk()
+    if not wrk:
+        print(f"wrk unavailable ({wrk_note}); using the Python aiohttp fallback")
+    mock, upstream = start_mock()
+    target = args.profile_target
+    print(f"[{target}] starting ...", flush=True)
+    proc, endpoint = STARTERS[target](upstream)
+    assert proc is not None
+    try:
+        scenario = next(s for s in SCENARIOS if s.name == args.profile_scenario)
+        check(endpoint, stream=scenario.stream)
+        unprofiled = measure(
+            endpoint, scenario, wrk=wrk, duration=args.duration, warmup=args.warmup, server=proc, mock=mock
+        )
+        print(
+            f"[{target}] {scenario.name}, without py-spy: {unprofiled.rps:.1f} req/s, "
+            f"p50 {unprofiled.p50_ms:.2f} ms, {unprofiled.server_ms_per_request or 0:.3f} ms CPU/request"
+        )
+        workers = proc.children() or [proc.pid]  # gunicorn's one worker; LiteLLM serves in its own process
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one worker process, found {workers}")
+        slug = f"{target}-{scenario.name.replace(' ', '-').replace('=', '')}"
+        raw = STATE / f"profile-{slug}.txt"
+        seconds = args.profile_seconds
+        # py-spy shares core 1 with wrk and the mock; it pauses the worker briefly at each sample.
+        spy_argv = [
+            py_spy,
+            "record",
+            "--pid",
+            str(workers[0]),
+            "--duration",
+            str(round(seconds)),
+            "--rate",
+            "200",
+            "--gil",
+        ]
+        spy_argv += ["--format", "raw", "--output", str(raw)]
+        spy = Proc("py-spy", pinned(CLIENT_CORE, spy_argv))
+        time.sleep(1.0)  # py-spy attaches
+        load = Load(endpoint.url, body_file(scenario.stream), endpoint.key, scenario.concurrency, seconds - 1.0)
+        profiled = run_load(load, wrk=wrk)
+        deadline = time.monotonic() + seconds + 30
+        while spy.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        spy.stop()
+        if not raw.exists():
+            raise RuntimeError(f"py-spy wrote no profile:\n{spy.tail()}")
+        print(
+            f"[{target}] under py-spy:   {profiled.rps:.1f} req/s, p50 {profiled.p50_ms:.2f} ms, "
+            f"errors {fmt_errors(profiled)}"
+        )
+        summary = pyspy.summarize(raw, top=args.top)
+        print(summary)
+        (STATE / f"profile-{slug}-summary.txt").write_text(summary)
+        print(f"written: {raw.relative_to(ROOT)} (collapsed stacks: speedscope.app or flamegraph.pl read it)")
+    finally:
+        proc.stop()
+        mock.stop()
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per scenario (8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario (2)")
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated, in order, from {', '.join(ALL_TARGETS)} (default: {','.join(TARGETS)})",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(s.name for s in SCENARIOS),
+        help="comma-separated scenario names (default: all four)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=8.0,
+        help="seconds to wait, at most, before each run for other processes to calm down (8; 6x that in all)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=-10,
+        help="niceness of the servers, the mock and wrk (-10: they win the CPU from other work; 0: off)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target from the issue is missed")
+    parser.add_argument("--profile", action="store_true", help="profile the gateway under py-spy instead")
+    parser.add_argument("--profile-target", choices=("gateway", "forwarder", "litellm"), default="gateway")
+    parser.add_argument(
+        "--profile-scenario", choices=[s.name for s in SCENARIOS], default="non-stream c=32", help="(non-stream c=32)"
+    )
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--top", type=int, default=25, help="functions to list in the profile summary")
+    args = parser.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if unknown := [t for t in args.targets if t not in ALL_TARGETS]:
+        parser.error(f"unknown target(s): {', '.join(unknown)}")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if unknown := [s for s in args.scenarios if s not in {sc.name for sc in SCENARIOS}]:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    return args
+
+
+def _terminate(signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` blocks that stop our processes
+
+
+def main() -> None:
+    args = parse_args()
+    STATE.mkdir(exist_ok=True)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    atexit.register(Proc.stop_all)
+    if shutil.which("taskset") is None:
+        print("warning: taskset not found; processes are not pinned to cores")
+    args.priority = set_niceness(args.nice)
+    started = time.monotonic()
+    try:
+        code = profile(args) if args.profile else bench(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what we started")
+        code = 130
+    except SystemExit as exc:  # SIGTERM or SIGHUP (see _terminate)
+        print(f"\nstopped by a signal; stopping what we started (exit {exc.code})", flush=True)
+        code = int(exc.code or 1)
+    finally:
+        Proc.stop_all()
+    print(f"bench took {time.monotonic() - started:.0f} s")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
