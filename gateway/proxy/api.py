@@ -114,17 +114,26 @@ async def _relay(
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     finished = False
+    waiting: list[bytes] = []
     try:
         if (data := encode(first)) is not None:
-            yield data
+            waiting.append(data)
+        if not getattr(upstream, "buffered", 0):
+            yield b"".join(waiting)
+            waiting.clear()
         async for chunk in rest:
             if (data := encode(chunk)) is not None:
-                yield data
+                waiting.append(data)
+            if waiting and not getattr(upstream, "buffered", 0):
+                # Nothing else has arrived: send what has, in one write.
+                yield b"".join(waiting)
+                waiting.clear()
         finished = True
-        yield b"data: [DONE]\n\n"
+        waiting.append(b"data: [DONE]\n\n")
+        yield b"".join(waiting)
     except ProxyError as exc:
         trace.failed(exc.status, exc.code)
-        yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
+        yield b"".join(waiting) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     finally:
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")

@@ -7,6 +7,8 @@ degrade under load, so the adapters use it. Only the adapters see this module.
 
 from __future__ import annotations
 
+import functools
+
 import aiohttp
 from django.conf import settings
 
@@ -36,16 +38,22 @@ def session() -> aiohttp.ClientSession:
 
 
 def timeout(deployment: DeploymentSnapshot | None = None, *, stream: bool = False) -> aiohttp.ClientTimeout:
-    """The deployment's timeouts, else the settings'. Per request, so changes apply without a new pool.
+    """The deployment's timeouts, else the settings'. Read per request (cached by value), so a
+    settings change applies without a new pool.
 
     A non-streaming answer must start within `first_token_timeout` (aiohttp's read timeout);
     a stream's first chunk and idle gaps are timed by the router instead.
     """
-    return aiohttp.ClientTimeout(
-        total=(deployment and deployment.total_timeout) or settings.UPSTREAM_TIMEOUT,
-        sock_connect=(deployment and deployment.connect_timeout) or settings.UPSTREAM_CONNECT_TIMEOUT,
-        sock_read=None if stream or deployment is None else deployment.first_token_timeout,
+    return _timeout(
+        (deployment and deployment.total_timeout) or settings.UPSTREAM_TIMEOUT,
+        (deployment and deployment.connect_timeout) or settings.UPSTREAM_CONNECT_TIMEOUT,
+        None if stream or deployment is None else deployment.first_token_timeout,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(total: float, connect: float, read: float | None) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
 
 
 async def close() -> None:

@@ -212,7 +212,7 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
             trace = Trace(
                 request_id=parse.new_request_id(),
                 endpoint=request.path.removeprefix("/v1/")[:40],
-                user_agent=request.headers.get("user-agent", ""),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
             )
             request.trace = trace  # type: ignore[attr-defined]
             request.request_id = trace.request_id  # type: ignore[attr-defined]

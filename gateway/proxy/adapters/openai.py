@@ -11,7 +11,7 @@ from django.conf import settings
 
 from gateway.proxy import http
 from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
-from gateway.proxy.sse import SSEProtocolError, data_payloads
+from gateway.proxy.sse import SSEProtocolError, data_batches
 from gateway.selectors import DeploymentSnapshot
 
 _MAX_ERROR_MESSAGE = 2_000
@@ -109,29 +109,38 @@ class OpenAIStream:
     def __init__(self, response: aiohttp.ClientResponse, deployment: DeploymentSnapshot) -> None:
         self._response = response
         self._deployment = deployment
+        # Chunks already received and waiting to be yielded: a relay that sees more waiting can
+        # send them together, in one write, as they arrived in one read.
+        self.buffered = 0
 
     async def __aiter__(self) -> AsyncIterator[dict]:
+        async for batch in self._batches():
+            self.buffered = len(batch)
+            for chunk in batch:
+                self.buffered -= 1
+                yield chunk
+
+    async def _batches(self) -> AsyncIterator[list[dict]]:
         done = False
         try:
-            async for data in data_payloads(
+            async for payloads in data_batches(
                 self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
             ):
-                if data == b"[DONE]":
-                    done = True
-                    break
+                batch = []
                 try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError("The provider sent a malformed stream event.") from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamError("The provider sent a malformed stream event.")
-                if "error" in chunk:
-                    error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise UpstreamError(
-                        "The provider reported an error mid-stream: "
-                        + str(error.get("message") or "unknown error")[:_MAX_ERROR_MESSAGE]
-                    )
-                yield chunk
+                    for data in payloads:
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        batch.append(_chunk(data))
+                except UpstreamError:
+                    if batch:
+                        yield batch  # what came before the bad event still reaches the client
+                    raise
+                if batch:
+                    yield batch
+                if done:
+                    break
         except SSEProtocolError as exc:
             raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -145,6 +154,23 @@ class OpenAIStream:
         # close(), not release(): an unfinished stream's connection must be dropped, which is
         # what tells the upstream to stop generating (and billing).
         self._response.close()
+
+
+def _chunk(data: bytes) -> dict:
+    """One stream event's JSON, or the error it carries."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("The provider sent a malformed stream event.") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamError("The provider sent a malformed stream event.")
+    if "error" in chunk:
+        error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        raise UpstreamError(
+            "The provider reported an error mid-stream: "
+            + str(error.get("message") or "unknown error")[:_MAX_ERROR_MESSAGE]
+        )
+    return chunk
 
 
 class OpenAIAdapter:
