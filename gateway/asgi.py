@@ -14,7 +14,7 @@ django.setup(set_prefix=False)
 
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-from gateway.proxy import catalog, http, logbuffer  # noqa: E402
+from gateway.proxy import catalog, http, logbuffer, ratelimit  # noqa: E402
 from gateway.proxy.handler import ProxyHandler  # noqa: E402
 
 django_application = ASGIHandler()
@@ -29,6 +29,7 @@ async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
         elif message["type"] == "lifespan.shutdown":
             await logbuffer.shutdown()  # before anything else: no request's row is lost
             await catalog.shutdown()
+            await ratelimit.close()
             await http.close()
             await send({"type": "lifespan.shutdown.complete"})
             return

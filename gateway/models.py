@@ -44,6 +44,8 @@ class Project(models.Model):
     business_unit = models.ForeignKey(BusinessUnit, on_delete=models.PROTECT, related_name="projects")
     allowed_models = models.ManyToManyField("gateway.Model", blank=True, related_name="projects")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="gateway.Membership", related_name="projects")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: none.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: none.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -171,6 +173,9 @@ class VirtualKey(models.Model):
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: none.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: none.")
+    max_streams = models.PositiveIntegerField(null=True, blank=True, help_text="Concurrent streams; empty: no cap.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

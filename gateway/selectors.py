@@ -28,6 +28,11 @@ class KeySnapshot:
     allowed_models: frozenset[str]  # effective: the project's list, narrowed by the key's own
     expires_at: datetime | None
     revoked: bool
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_streams: int | None = None
+    project_rpm_limit: int | None = None
+    project_tpm_limit: int | None = None
 
     def is_active(self, at: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > at)
@@ -107,6 +112,11 @@ def key_snapshot(*, secret: str) -> KeySnapshot | None:
         allowed_models=frozenset(project_models & own if own else project_models),
         expires_at=key.expires_at,
         revoked=key.revoked_at is not None,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+        max_streams=key.max_streams,
+        project_rpm_limit=key.project.rpm_limit,
+        project_tpm_limit=key.project.tpm_limit,
     )
 
 

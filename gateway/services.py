@@ -39,6 +39,7 @@ from gateway.secrets_format import (
 
 User = get_user_model()
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
+_UNSET: Any = object()  # "not given", where None means "clear it"
 
 
 def _validated(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
@@ -96,8 +97,15 @@ def delete_business_unit(*, unit: BusinessUnit) -> None:
 
 
 @transaction.atomic(durable=True)
-def create_project(*, name: str, business_unit: BusinessUnit, allowed_models: Iterable[str] = ()) -> Project:
-    project = _save(Project(name=name.strip(), business_unit=business_unit))
+def create_project(
+    *,
+    name: str,
+    business_unit: BusinessUnit,
+    allowed_models: Iterable[str] = (),
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+) -> Project:
+    project = _save(Project(name=name.strip(), business_unit=business_unit, rpm_limit=rpm_limit, tpm_limit=tpm_limit))
     project.allowed_models.set(_models_by_name(allowed_models))
     return project
 
@@ -109,11 +117,18 @@ def update_project(
     name: str | None = None,
     business_unit: BusinessUnit | None = None,
     allowed_models: Iterable[str] | None = None,
+    rpm_limit: int | None = _UNSET,
+    tpm_limit: int | None = _UNSET,
 ) -> Project:
+    """Change a project. The limits may be set to None to remove them."""
     if name is not None:
         project.name = name.strip()
     if business_unit is not None:
         project.business_unit = business_unit
+    if rpm_limit is not _UNSET:
+        project.rpm_limit = rpm_limit
+    if tpm_limit is not _UNSET:
+        project.tpm_limit = tpm_limit
     _save(project)
     if allowed_models is not None:
         project.allowed_models.set(_models_by_name(allowed_models))
@@ -237,7 +252,6 @@ class DeploymentSpec:
 
 
 _PRICES = ("input_price", "output_price", "cached_input_price")
-_UNSET: Any = object()
 
 
 @transaction.atomic(durable=True)
@@ -392,6 +406,9 @@ def create_virtual_key(
     created_by: AbstractBaseUser | None = None,
     allowed_models: Iterable[str] = (),
     expires_at: datetime | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    max_streams: int | None = None,
 ) -> IssuedKey:
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("expires_at must be in the future.", field="expires_at")
@@ -411,10 +428,24 @@ def create_virtual_key(
             prefix=display_prefix(secret, VIRTUAL_KEY_PREFIX),
             key_hash=digest(secret),
             expires_at=expires_at,
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
+            max_streams=max_streams,
         )
     )
     key.allowed_models.set(models)
     return IssuedKey(key=key, secret=secret)
+
+
+@transaction.atomic(durable=True)
+def set_key_limits(
+    *, key: VirtualKey, rpm_limit: int | None, tpm_limit: int | None, max_streams: int | None
+) -> VirtualKey:
+    """Set (None: remove) a key's requests and tokens per minute and its concurrent-stream cap."""
+    key.rpm_limit, key.tpm_limit, key.max_streams = rpm_limit, tpm_limit, max_streams
+    _save(key)
+    publish_catalog_change()
+    return key
 
 
 @transaction.atomic(durable=True)

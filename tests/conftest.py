@@ -114,6 +114,10 @@ def live_gateway() -> Iterator[str]:
     server = _ThreadedUvicorn().start()
     yield f"http://127.0.0.1:{server.port}"
     server.stop()
+    from django.db import connection
+
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()  # the server's pooled connections, so the test database can be dropped
 
 
 @dataclass
@@ -124,8 +128,14 @@ class Setup:
     key_id: int
 
 
+_logs_since: list = []  # when the current test started watching the request log
+
+
 def _drain_request_logs() -> None:
-    """Let rows of earlier tests' requests reach the database, then forget them."""
+    """Let rows of earlier tests' requests reach the database, then forget them. Rows of requests
+    that were still running (a stream being cut) may land later: `logged` ignores them by time."""
+    from django.utils import timezone
+
     from gateway.models import RequestLog
     from gateway.proxy import logbuffer
 
@@ -133,6 +143,7 @@ def _drain_request_logs() -> None:
     while logbuffer.pending() and time.monotonic() < deadline:
         time.sleep(0.02)
     RequestLog.objects.all().delete()
+    _logs_since[:] = [timezone.now()]
 
 
 @pytest.fixture
@@ -151,8 +162,9 @@ def logged(count: int = 1, timeout: float = 5.0) -> list:
     from gateway.models import RequestLog
 
     deadline = time.monotonic() + timeout
+    rows_of_this_test = RequestLog.objects.filter(created_at__gte=_logs_since[0]) if _logs_since else RequestLog.objects
     while True:
-        rows = list(RequestLog.objects.order_by("created_at", "id"))
+        rows = list(rows_of_this_test.order_by("created_at", "id"))
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)

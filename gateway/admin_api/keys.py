@@ -7,7 +7,7 @@ from ninja import Router, Status
 
 from gateway import selectors, services
 from gateway.admin_api.lookups import get_or_404
-from gateway.admin_api.schemas import ErrorOut, KeyCreatedOut, KeyIn, KeyOut
+from gateway.admin_api.schemas import ErrorOut, KeyCreatedOut, KeyIn, KeyOut, KeyPatch
 from gateway.models import Project, VirtualKey
 
 router = Router(tags=["keys"])
@@ -29,6 +29,9 @@ def create_key(request: HttpRequest, project_id: int, payload: KeyIn) -> Status[
         created_by=request.auth,  # type: ignore[attr-defined]
         allowed_models=payload.allowed_models,
         expires_at=payload.expires_at,
+        rpm_limit=payload.rpm_limit,
+        tpm_limit=payload.tpm_limit,
+        max_streams=payload.max_streams,
     )
     shown = KeyOut.from_orm(issued.key)  # validated here; the secret is added without re-running resolvers
     return Status(201, KeyCreatedOut.model_construct(**shown.model_dump(), key=issued.secret))
@@ -37,6 +40,19 @@ def create_key(request: HttpRequest, project_id: int, payload: KeyIn) -> Status[
 @router.get("/keys/{key_id}", response={200: KeyOut, 404: ErrorOut})
 def get_key(request: HttpRequest, key_id: int) -> VirtualKey:
     return get_or_404(selectors.list_all_keys(), pk=key_id, what="Key")
+
+
+@router.patch("/keys/{key_id}", response={200: KeyOut, 400: ErrorOut, 404: ErrorOut})
+def update_key(request: HttpRequest, key_id: int, payload: KeyPatch) -> VirtualKey:
+    """Change a key's limits (null removes one). A key's secret, project and models are fixed."""
+    key = get_or_404(selectors.list_all_keys(), pk=key_id, what="Key")
+    changes = payload.model_dump(exclude_unset=True)
+    return services.set_key_limits(
+        key=key,
+        rpm_limit=changes.get("rpm_limit", key.rpm_limit),
+        tpm_limit=changes.get("tpm_limit", key.tpm_limit),
+        max_streams=changes.get("max_streams", key.max_streams),
+    )
 
 
 @router.post("/keys/{key_id}/revoke", response={200: KeyOut, 404: ErrorOut})

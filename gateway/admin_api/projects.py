@@ -23,7 +23,13 @@ def create_project(request: HttpRequest, payload: ProjectIn) -> Status[Project]:
     unit = get_or_400(
         selectors.list_business_units(), pk=payload.business_unit, what="business unit", field="business_unit"
     )
-    project = services.create_project(name=payload.name, business_unit=unit, allowed_models=payload.allowed_models)
+    project = services.create_project(
+        name=payload.name,
+        business_unit=unit,
+        allowed_models=payload.allowed_models,
+        rpm_limit=payload.rpm_limit,
+        tpm_limit=payload.tpm_limit,
+    )
     return Status(201, project)
 
 
@@ -40,8 +46,9 @@ def update_project(request: HttpRequest, project_id: int, payload: ProjectPatch)
         unit = get_or_400(
             selectors.list_business_units(), pk=payload.business_unit, what="business unit", field="business_unit"
         )
+    limits = payload.model_dump(exclude_unset=True, include={"rpm_limit", "tpm_limit"})  # null removes a limit
     return services.update_project(
-        project=project, name=payload.name, business_unit=unit, allowed_models=payload.allowed_models
+        project=project, name=payload.name, business_unit=unit, allowed_models=payload.allowed_models, **limits
     )
 
 

@@ -60,16 +60,24 @@ class BusinessUnitOut(Schema):
 # --- projects and members ---
 
 
+_RPM = "Requests per minute; null: no limit."
+_TPM = "Tokens per minute; null: no limit."
+
+
 class ProjectIn(In):
     name: str
     business_unit: int = Field(description="The business unit's id.")
     allowed_models: list[str] = Field(default_factory=list, description="Public model names the project may use.")
+    rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
+    tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
 
 
 class ProjectPatch(In):
     name: str | None = None
     business_unit: int | None = None
     allowed_models: list[str] | None = Field(default=None, description="Replaces the whole list when given.")
+    rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
+    tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
 
 
 class ProjectOut(Schema):
@@ -77,6 +85,8 @@ class ProjectOut(Schema):
     name: str
     business_unit: int
     allowed_models: list[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
     created_at: datetime
 
     @staticmethod
@@ -272,6 +282,15 @@ class KeyIn(In):
         default_factory=list, description="A subset of the project's models; empty means all of them."
     )
     expires_at: AwareDatetime | None = Field(default=None, description="With a time zone, in the future.")
+    rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
+    tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
+    max_streams: int | None = Field(default=None, ge=1, description="Concurrent streams; null: no cap.")
+
+
+class KeyPatch(In):
+    rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
+    tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
+    max_streams: int | None = Field(default=None, ge=1, description="Concurrent streams; null: no cap.")
 
 
 class KeyOut(Schema):
@@ -283,6 +302,9 @@ class KeyOut(Schema):
     allowed_models: list[str]
     expires_at: datetime | None
     revoked_at: datetime | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_streams: int | None
     active: bool = Field(description="Neither revoked nor expired.")
     created_at: datetime
 

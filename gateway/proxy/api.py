@@ -62,6 +62,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
     trace.prompt(body)
+    await trace.admit(body, stream=stream)
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.chat(key, model, body, routed)
@@ -138,6 +139,7 @@ async def _relay(
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")
         await upstream.aclose()
+        await trace.release()
         trace.record()
 
 
@@ -151,6 +153,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
     trace.prompt(body)
+    await trace.admit(body | {"max_tokens": 0}, stream=False)  # embeddings produce no output tokens
     trace.routed = routed = Routed()
     reply = await router.embeddings(key, model, body, routed)
     reply["model"] = routed.model.name  # type: ignore[union-attr]

@@ -179,6 +179,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
+    await trace.admit(body, stream=stream)
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.route(key, model, routed, _answerer(body, version))
@@ -318,6 +319,7 @@ async def _relay(
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")
         await opened.upstream.aclose()
+        await trace.release()
         trace.record()
 
 

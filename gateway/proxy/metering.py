@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from gateway.proxy import logbuffer
+from gateway.proxy import logbuffer, ratelimit
 from gateway.proxy import request as parse
 from gateway.proxy.errors import InternalError, ProxyError
 from gateway.proxy.router import Routed
@@ -127,6 +128,42 @@ class Trace:
     output_text: list[str] = field(default_factory=list)
     first_token_at: float | None = None
     recorded: bool = False
+    ticket: ratelimit.Ticket | None = None
+
+    async def admit(self, body: dict[str, Any], *, stream: bool) -> None:
+        """Count the request against its key's and project's rate limits (429 when over), reserving
+        its worst-case tokens: the prompt's estimate plus its output limit (or DEFAULT_MAX_TOKENS)."""
+        key = self.key
+        assert key is not None
+        limits = ratelimit.Limits(
+            key_id=key.id,
+            project_id=key.project_id,
+            key_rpm=key.rpm_limit,
+            key_tpm=key.tpm_limit,
+            project_rpm=key.project_rpm_limit,
+            project_tpm=key.project_tpm_limit,
+            key_max_streams=key.max_streams if stream else None,
+        )
+        output = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(output, int) or isinstance(output, bool) or output < 0:
+            output = settings.DEFAULT_MAX_TOKENS
+        self.ticket = await ratelimit.acquire(
+            limits=limits, tokens=estimate_tokens(self.prompt_text) + output, stream=stream
+        )
+
+    async def release(self) -> None:
+        """Correct the token reservation to what was used and free the stream slot."""
+        if self.ticket is None:
+            return
+        usage = self.final_usage()
+        await ratelimit.adjust(self.ticket, actual_tokens=usage.input_tokens + usage.output_tokens)
+        if self.ticket.holds_stream:
+            await ratelimit.release_stream(self.ticket)
+
+    def limit_headers(self, response: HttpResponseBase) -> None:
+        if self.ticket is not None:
+            for name, value in self.ticket.headers().items():
+                response.setdefault(name, value)
 
     def prompt(self, body: dict[str, Any]) -> None:
         """Keep what is needed to estimate input tokens, should the upstream not report them."""
@@ -220,8 +257,11 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 response = await view(request, *args, **kwargs)
             except ProxyError as exc:
                 trace.failed(exc.status, exc.code)
+                await trace.release()
                 trace.record()
-                return render(exc, trace.request_id)
+                response = render(exc, trace.request_id)
+                trace.limit_headers(response)
+                return response
             except Exception as exc:
                 # No traceback text: it can carry values. Where it happened is enough to find it.
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -234,9 +274,12 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 )
                 error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
                 trace.failed(error.status, error.code)
+                await trace.release()
                 trace.record()
                 return render(error, trace.request_id)
-            if not isinstance(response, StreamingHttpResponse):
+            trace.limit_headers(response)
+            if not isinstance(response, StreamingHttpResponse):  # a stream's relay finishes its trace
+                await trace.release()
                 trace.record()
             return response
 
