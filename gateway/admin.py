@@ -212,10 +212,15 @@ class ProjectAdmin(ServiceAdmin):
 
     def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
         allowed = [model.name for model in form.cleaned_data["allowed_models"]]
+        limits = {"rpm_limit": obj.rpm_limit, "tpm_limit": obj.tpm_limit}
         if change:
-            services.update_project(project=obj, name=obj.name, business_unit=obj.business_unit, allowed_models=allowed)
+            services.update_project(
+                project=obj, name=obj.name, business_unit=obj.business_unit, allowed_models=allowed, **limits
+            )
         else:
-            created = services.create_project(name=obj.name, business_unit=obj.business_unit, allowed_models=allowed)
+            created = services.create_project(
+                name=obj.name, business_unit=obj.business_unit, allowed_models=allowed, **limits
+            )
             _adopt(obj, created)
 
     def save_related(
@@ -485,9 +490,20 @@ class VirtualKeyAdmin(ServiceAdmin):
     actions = ("revoke_keys",)
 
     def get_fields(self, request: HttpRequest, obj: VirtualKey | None = None) -> Sequence[str]:
+        limits = ("rpm_limit", "tpm_limit", "max_streams")
         if obj is None:
-            return ("project", "name", "allowed_models", "expires_at")
-        return ("name", "project", "prefix", "created_by", "allowed_models", "expires_at", "created_at", "revoked_at")
+            return ("project", "name", "allowed_models", "expires_at", *limits)
+        return (
+            "name",
+            "project",
+            "prefix",
+            "created_by",
+            "allowed_models",
+            "expires_at",
+            *limits,
+            "created_at",
+            "revoked_at",
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: VirtualKey | None = None) -> bool:
         return obj is None and super().has_change_permission(request)
@@ -508,6 +524,9 @@ class VirtualKeyAdmin(ServiceAdmin):
             created_by=request.user,
             allowed_models=[model.name for model in form.cleaned_data["allowed_models"]],
             expires_at=obj.expires_at,
+            rpm_limit=obj.rpm_limit,
+            tpm_limit=obj.tpm_limit,
+            max_streams=obj.max_streams,
         )
         _adopt(obj, issued.key)
         _issued_secrets[request] = issued.secret
