@@ -60,7 +60,12 @@ async def flush() -> bool:
             await _write(entries=batch)
         except Exception as exc:
             _rows.extendleft(reversed(batch))
-            logger.warning("request-log flush failed (%s: %s); %d rows kept for retry", type(exc).__name__, str(exc)[:200], len(_rows))
+            logger.warning(
+                "request-log flush failed (%s: %s); %d rows kept for retry",
+                type(exc).__name__,
+                str(exc)[:200],
+                len(_rows),
+            )
             return False
     return True
 

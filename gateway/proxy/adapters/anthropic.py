@@ -28,8 +28,8 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway.proxy import http
-from gateway.proxy.adapters.openai import _read_capped, _transport_failure, upstream_failure
+from gateway.proxy.adapters.openai import upstream_failure
+from gateway.proxy.adapters.transport import open_post, read_json
 from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError, UpstreamTimeout
 from gateway.proxy.sse import SSEProtocolError, data_payloads
 from gateway.selectors import DeploymentSnapshot
@@ -678,6 +678,12 @@ class MessagesStream:
         self._response.close()  # close(), not release(): see AnthropicStream.aclose
 
 
+def _message(reply: dict[str, Any], deployment: DeploymentSnapshot) -> dict[str, Any]:
+    if reply.get("type") != "message":
+        raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
+    return reply
+
+
 class AnthropicAdapter:
     def __init__(self, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
         self._default_base_url = default_base_url
@@ -694,43 +700,20 @@ class AnthropicAdapter:
         headers = _headers(deployment, accept=accept)
         if anthropic_version:
             headers["anthropic-version"] = anthropic_version
-        try:
-            response = await http.session().post(
-                url,
-                data=orjson.dumps(request),
-                headers=headers,
-                allow_redirects=False,
-                timeout=http.timeout(deployment, stream=bool(request.get("stream"))),
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        if response.status == 200:
-            return response
-        try:
-            body = await _read_capped(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        finally:
-            response.release()
-        raise anthropic_failure(response.status, body, deployment, response.headers.get("retry-after"))
+        return await open_post(
+            deployment,
+            url,
+            request,
+            headers,
+            stream=bool(request.get("stream")),
+            failure=lambda status, body, answer: anthropic_failure(status, body, deployment, answer.get("retry-after")),
+        )
 
     async def chat(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         request = to_messages_request(payload)
         request.pop("stream", None)
         response = await self._open(deployment, request)
-        try:
-            body = await _read_capped(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        finally:
-            response.release()
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
-        if not isinstance(message, dict) or message.get("type") != "message":
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
-        return to_chat_completion(message)
+        return to_chat_completion(_message(await read_json(response, deployment), deployment))
 
     async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> AnthropicStream:
         request = to_messages_request(payload) | {"stream": True}
@@ -742,19 +725,7 @@ class AnthropicAdapter:
     ) -> dict[str, Any]:
         """A Messages request passed through as it is (its `model` already the upstream's); the reply as it came."""
         response = await self._open(deployment, request, anthropic_version=anthropic_version)
-        try:
-            body = await _read_capped(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        finally:
-            response.release()
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
-        if not isinstance(message, dict) or message.get("type") != "message":
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
-        return message
+        return _message(await read_json(response, deployment), deployment)
 
     async def open_messages_stream(
         self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None

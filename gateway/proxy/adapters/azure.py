@@ -23,9 +23,9 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
-from gateway.proxy import http
-from gateway.proxy.adapters.openai import OpenAIStream, _read_capped, _transport_failure, upstream_failure
-from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError
+from gateway.proxy.adapters.openai import OpenAIStream, upstream_failure
+from gateway.proxy.adapters.transport import open_post, read_json
+from gateway.proxy.errors import BadRequest, ProxyError
 from gateway.selectors import DeploymentSnapshot
 
 # The latest GA data-plane version when this was written; a provider may set its own
@@ -97,41 +97,18 @@ class AzureOpenAIAdapter:
         self, deployment: DeploymentSnapshot, operation: str, payload: dict[str, Any], *, accept: str
     ) -> aiohttp.ClientResponse:
         """POST to the operation's address; the open response on 200, else the mapped error."""
-        try:
-            response = await http.session().post(
-                azure_url(deployment, operation),
-                data=orjson.dumps(payload),
-                headers=_headers(deployment, accept=accept),
-                allow_redirects=False,
-                timeout=http.timeout(deployment, stream=accept == "text/event-stream"),
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        if response.status == 200:
-            return response
-        try:
-            body = await _read_capped(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        finally:
-            response.release()
-        raise azure_failure(response.status, body, deployment, response.headers)
+        return await open_post(
+            deployment,
+            azure_url(deployment, operation),
+            payload,
+            _headers(deployment, accept=accept),
+            stream=accept == "text/event-stream",
+            failure=lambda status, body, answer: azure_failure(status, body, deployment, answer),
+        )
 
     async def _post_json(self, deployment: DeploymentSnapshot, operation: str, payload: dict) -> dict:
         response = await self._open(deployment, operation, payload, accept="application/json")
-        try:
-            body = await _read_capped(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        finally:
-            response.release()
-        try:
-            reply = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
-        if not isinstance(reply, dict):
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
-        return reply
+        return await read_json(response, deployment)
 
     async def chat(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         return await self._post_json(deployment, "chat/completions", payload)

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway.proxy import http
+from gateway.proxy.adapters.transport import open_post, read_json
 from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
 from gateway.proxy.sse import SSEProtocolError, data_batches
 from gateway.selectors import DeploymentSnapshot
@@ -22,20 +22,6 @@ def _headers(deployment: DeploymentSnapshot) -> dict[str, str]:
     if deployment.api_key:
         headers["Authorization"] = f"Bearer {deployment.api_key}"
     return headers
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
-    if response.content_length is not None and response.content_length > limit:
-        raise UpstreamError("The upstream response is larger than the gateway accepts.")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise UpstreamError("The upstream response is larger than the gateway accepts.")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def upstream_failure(status: int, body: bytes, deployment: DeploymentSnapshot, retry_after: str | None) -> ProxyError:
@@ -96,13 +82,6 @@ def _misconfigured(message: str, **kwargs: str) -> UpstreamError:
     error = UpstreamError(message, **kwargs)
     error.failover_only = True
     return error
-
-
-def _transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> UpstreamError:
-    provider = deployment.provider_name
-    if isinstance(exc, asyncio.TimeoutError):
-        return UpstreamTimeout(f"The provider '{provider}' did not answer in time.")
-    return UpstreamError(f"The provider '{provider}' could not be reached ({type(exc).__name__}).")
 
 
 class OpenAIStream:
@@ -180,27 +159,23 @@ class OpenAIAdapter:
     def _url(self, deployment: DeploymentSnapshot, path: str) -> str:
         return (deployment.base_url or self._default_base_url).rstrip("/") + path
 
+    async def _open(
+        self, deployment: DeploymentSnapshot, path: str, payload: dict, *, stream: bool
+    ) -> aiohttp.ClientResponse:
+        headers = _headers(deployment)
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        return await open_post(
+            deployment,
+            self._url(deployment, path),
+            payload,
+            headers,
+            stream=stream,
+            failure=lambda status, body, answer: upstream_failure(status, body, deployment, answer.get("retry-after")),
+        )
+
     async def _post_json(self, deployment: DeploymentSnapshot, path: str, payload: dict) -> dict:
-        try:
-            async with http.session().post(
-                self._url(deployment, path),
-                data=orjson.dumps(payload),
-                headers=_headers(deployment),
-                allow_redirects=False,
-                timeout=http.timeout(deployment),
-            ) as response:
-                body = await _read_capped(response)
-                if response.status != 200:
-                    raise upstream_failure(response.status, body, deployment, response.headers.get("retry-after"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        try:
-            reply = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
-        if not isinstance(reply, dict):
-            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
-        return reply
+        return await read_json(await self._open(deployment, path, payload, stream=False), deployment)
 
     async def chat(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         return await self._post_json(deployment, "/chat/completions", payload)
@@ -209,24 +184,4 @@ class OpenAIAdapter:
         return await self._post_json(deployment, "/embeddings", payload)
 
     async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
-        headers = _headers(deployment)
-        headers["Accept"] = "text/event-stream"
-        try:
-            response = await http.session().post(
-                self._url(deployment, "/chat/completions"),
-                data=orjson.dumps(payload),
-                headers=headers,
-                allow_redirects=False,
-                timeout=http.timeout(deployment, stream=True),
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc, deployment) from None
-        if response.status != 200:
-            try:
-                body = await _read_capped(response)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise _transport_failure(exc, deployment) from None
-            finally:
-                response.release()
-            raise upstream_failure(response.status, body, deployment, response.headers.get("retry-after"))
-        return OpenAIStream(response, deployment)
+        return OpenAIStream(await self._open(deployment, "/chat/completions", payload, stream=True), deployment)

@@ -1,0 +1,89 @@
+"""The HTTP exchange every adapter makes: POST a JSON body, take a 200 or turn the answer into
+the error the client sees, and read a JSON object back — with the body capped, redirects
+refused and transport failures mapped, the same way for every provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from gateway.proxy import http
+from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from gateway.selectors import DeploymentSnapshot
+
+
+async def read_capped(response: aiohttp.ClientResponse) -> bytes:
+    limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
+    if response.content_length is not None and response.content_length > limit:
+        raise UpstreamError("The upstream response is larger than the gateway accepts.")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError("The upstream response is larger than the gateway accepts.")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> UpstreamError:
+    provider = deployment.provider_name
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"The provider '{provider}' did not answer in time.")
+    return UpstreamError(f"The provider '{provider}' could not be reached ({type(exc).__name__}).")
+
+
+# (status, body, response headers) -> the error for the client
+Failure = Callable[[int, bytes, Mapping[str, str]], ProxyError]
+
+
+async def open_post(
+    deployment: DeploymentSnapshot,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    stream: bool,
+    failure: Failure,
+) -> aiohttp.ClientResponse:
+    """POST `payload`; the open response when the upstream answers 200, else `failure`'s error."""
+    try:
+        response = await http.session().post(
+            url,
+            data=orjson.dumps(payload),
+            headers=headers,
+            allow_redirects=False,
+            timeout=http.timeout(deployment, stream=stream),
+        )
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_failure(exc, deployment) from None
+    if response.status == 200:
+        return response
+    try:
+        body = await read_capped(response)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_failure(exc, deployment) from None
+    finally:
+        response.release()
+    raise failure(response.status, body, response.headers)
+
+
+async def read_json(response: aiohttp.ClientResponse, deployment: DeploymentSnapshot) -> dict[str, Any]:
+    """The JSON object a 200 response carries (its body capped); the connection goes back to the pool."""
+    try:
+        body = await read_capped(response)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_failure(exc, deployment) from None
+    finally:
+        response.release()
+    try:
+        reply = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"The provider '{deployment.provider_name}' answered with malformed JSON.") from None
+    if not isinstance(reply, dict):
+        raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
+    return reply
