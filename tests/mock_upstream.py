@@ -12,6 +12,26 @@ name of the request, so one server plays every scenario:
 - `mock-bad-json`: answers 200 with a body that is not JSON
 - `mock-no-done`: streams and closes cleanly without `[DONE]`
 - `mock-redirect`: answers 307 to another address
+- `mock-script-<name>` (or `mock-script-<name>@<label>`): the k-th request takes the k-th step of
+  `state.scripts["<name>"]`, the last step repeating once the script runs out (no script: `ok`).
+  Labels let several deployments share one script while the recorded requests tell them apart.
+  Steps (`<n>` counts the stream chunks sent first, the role chunk included):
+  - `ok`: the echo; its usage counts one completion token per word produced
+  - `429`, `500`, `503`, any `<code>`: OpenAI's error object for that status, no `retry-after`
+  - `<code>-retry-after=<value>`: the same with a `retry-after` header
+  - `reset`: the connection is cut before any header
+  - `hang`: no answer until the client goes away (at most 30 s)
+  - `slow-first-token=<seconds>`: waits before answering (a stream: after its headers)
+  - `cut=<n>`: the connection is cut after n chunks (not streaming: after half the body)
+  - `stall=<n>`: silence after n chunks (not streaming: after half the body) until the client leaves
+  - `malformed=<n>`: a `data:` line that is not JSON after n chunks (not streaming: a body that is not JSON)
+  - `no-done`: a whole stream, usage included, that ends without `[DONE]`
+  - `error-event=<n>`: an error event after n chunks (not streaming: a 500)
+  - `context-length`: 400 with OpenAI's `context_length_exceeded`
+  - `content-filter`: a 200 answer stopped early with finish_reason `content_filter`
+  - `content-filter-400`: Azure's 400 with code `content_filter`
+  - `echo-key=<code>`, `echo-key-event=<n>`: an error (a stream's error event after n chunks; a 500
+    when not streaming) that quotes the presented key, as a careless upstream might
 Embeddings return a 3-dimensional vector per input. `GET /models` lists one model (401 when the
 key is `sk-rejected`), for health checks.
 
@@ -37,6 +57,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic())
 
 
 @dataclass
@@ -45,6 +66,8 @@ class MockState:
     disconnects: list[str] = field(default_factory=list)  # upstream models whose client went away
     completed_streams: list[str] = field(default_factory=list)
     record: bool = True
+    scripts: dict[str, list[str]] = field(default_factory=dict)  # see `mock-script-<name>`
+    script_calls: dict[str, int] = field(default_factory=dict)  # requests each script has served
 
     def last(self) -> Recorded:
         return self.requests[-1]
@@ -53,6 +76,8 @@ class MockState:
         self.requests.clear()
         self.disconnects.clear()
         self.completed_streams.clear()
+        self.scripts.clear()
+        self.script_calls.clear()
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> web.Response:
@@ -107,6 +132,182 @@ def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = Non
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
+# --- scripted faults (`mock-script-<name>`) ---
+
+_OPENAI_ERRORS: dict[int, tuple[str, str | None, str | None]] = {
+    429: ("Rate limit reached for requests. Please try again later.", "requests", "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+}
+CONTEXT_LENGTH_ERROR = {
+    "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 "
+    "tokens. Please reduce the length of the messages.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
+AZURE_CONTENT_FILTER_ERROR = {
+    "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+    "Please modify your prompt and retry.",
+    "type": None,
+    "param": "prompt",
+    "code": "content_filter",
+    "status": 400,
+    "innererror": {
+        "code": "ResponsibleAIPolicyViolation",
+        "content_filter_result": {"violence": {"filtered": True, "severity": "high"}},
+    },
+}
+_FILTERED_AFTER = 2  # words a `content-filter` answer gets out before it is stopped
+
+
+def _next_step(state: MockState, model: str) -> str:
+    name = model.removeprefix("mock-script-").split("@", 1)[0]
+    script = state.scripts.get(name) or ["ok"]
+    served = state.script_calls.get(name, 0)
+    state.script_calls[name] = served + 1
+    return script[min(served, len(script) - 1)]
+
+
+def _json_response(status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json", headers=headers)
+
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+async def _wait_or_gone(request: web.Request, seconds: float) -> bool:
+    """Wait, noticing a client that goes away (aiohttp does not cancel the handler). True: it went."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _gone(request):
+            return True
+        await asyncio.sleep(0.01)
+    return _gone(request)
+
+
+def _presented_key(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+
+def _words(body: dict[str, Any]) -> list[str]:
+    return [word + " " for word in f"echo: {_last_user_text(body)}".split(" ")]
+
+
+def _usage(completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": 11, "completion_tokens": completion_tokens, "total_tokens": 11 + completion_tokens}
+
+
+async def _play(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    step, _, arg = _next_step(state, model).partition("=")
+    stream = bool(body.get("stream"))
+    if not stream and step in ("error-event", "echo-key-event"):
+        step, arg = ("500", "") if step == "error-event" else ("echo-key", "500")
+    if step[:3].isdigit():
+        status = int(step[:3])
+        message, type_, code = _OPENAI_ERRORS.get(status, (f"mock upstream error {status}", "api_error", None))
+        headers = {"retry-after": arg} if step[3:] == "-retry-after" else None
+        error = {"message": message, "type": type_, "param": None, "code": code}
+        return _json_response(status, {"error": error}, headers)
+    if step == "context-length":
+        return _json_response(400, {"error": CONTEXT_LENGTH_ERROR})
+    if step == "content-filter-400":
+        return _json_response(400, {"error": AZURE_CONTENT_FILTER_ERROR})
+    if step == "echo-key":
+        message = f"mock: the request with key '{_presented_key(request)}' failed"
+        error = {"message": message, "type": "api_error", "param": None, "code": None}
+        return _json_response(int(arg or 400), {"error": error})
+    if step == "reset":
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+    if step == "hang":
+        if await _wait_or_gone(request, 30):
+            state.disconnects.append(model)
+        return web.Response()
+    if stream:
+        return await _play_stream(request, body, state, model, step, arg)
+    if step == "slow-first-token" and await _wait_or_gone(request, float(arg)):
+        state.disconnects.append(model)
+        return web.Response()
+
+    words = _words(body)
+    if step == "content-filter":
+        words = words[:_FILTERED_AFTER]
+    if step == "malformed":
+        return web.Response(status=200, body=b'{"id": "chatcmpl-mock", "choices": [', content_type="application/json")
+    reply = _completion(body)
+    reply["choices"][0]["message"] = {"role": "assistant", "content": "".join(words)}
+    reply["choices"][0]["finish_reason"] = "content_filter" if step == "content-filter" else "stop"
+    reply["usage"] = _usage(len(words))
+    data = orjson.dumps(reply)
+    if step not in ("cut", "stall"):
+        return web.Response(body=data, content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(data)
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if step == "cut":
+        assert request.transport is not None
+        request.transport.abort()
+    elif await _wait_or_gone(request, 30):
+        state.disconnects.append(model)
+    return response
+
+
+async def _play_stream(
+    request: web.Request, body: dict[str, Any], state: MockState, model: str, step: str, arg: str
+) -> web.StreamResponse:
+    words = _words(body)
+    finish = "stop"
+    if step == "content-filter":
+        words, finish = words[:_FILTERED_AFTER], "content_filter"
+    chunks = [_chunk(body, {"role": "assistant", "content": ""})]
+    chunks += [_chunk(body, {"content": word}) for word in words]
+    chunks.append(_chunk(body, {}, finish))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage_chunk = orjson.loads(_chunk(body, {})[6:])
+        usage_chunk["choices"], usage_chunk["usage"] = [], _usage(len(words))
+        chunks.append(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+    faulty_at = int(arg) if step in ("cut", "stall", "malformed", "error-event", "echo-key-event") else len(chunks)
+
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    try:
+        await response.prepare(request)  # a stream's headers leave at once
+        if step == "slow-first-token" and await _wait_or_gone(request, float(arg)):
+            state.disconnects.append(model)
+            return response
+        for chunk in chunks[:faulty_at]:
+            await response.write(chunk)
+        if step == "cut":
+            await asyncio.sleep(0.02)  # let the chunks leave before the connection breaks
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        if step == "stall":
+            if await _wait_or_gone(request, 30):
+                state.disconnects.append(model)
+            return response
+        if step == "malformed":
+            await response.write(b'data: {"id": "chatcmpl-mock", "choices": [\n\n')
+        elif step in ("error-event", "echo-key-event"):
+            message = "mock: the model crashed"
+            if step == "echo-key-event":
+                message += f" (key '{_presented_key(request)}')"
+            error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+            await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
+        for chunk in chunks[faulty_at:]:
+            await response.write(chunk)
+        if step != "no-done":
+            await response.write(b"data: [DONE]\n\n")
+    except ConnectionResetError:
+        state.disconnects.append(model)
+        return response
+    state.completed_streams.append(model)
+    return response
+
+
 def build_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -117,6 +318,8 @@ def build_app(state: MockState) -> web.Application:
         if state.record:
             state.requests.append(Recorded(request.path, dict(request.headers), body))
         model = str(body.get("model", ""))
+        if model.startswith("mock-script-"):
+            return await _play(request, body, state, model)
         if model.startswith("mock-status-"):
             status = int(model.removeprefix("mock-status-"))
             return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
