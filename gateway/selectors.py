@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -46,7 +46,7 @@ class DeploymentSnapshot:
     provider_kind: str
     provider_approved: bool
     base_url: str
-    api_key: str = ""  # decrypted; lives only in memory
+    api_key: str = field(default="", repr=False)  # decrypted; lives only in memory, never printed
     api_version: str = ""
     upstream_model: str = ""
     weight: int = 1

@@ -74,7 +74,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     wants_usage = options.get("include_usage") is True
     body["stream_options"] = options | {"include_usage": True}  # so usage is always known
     first, rest, upstream = await router.open_stream(key, model, body, routed)
-    chunks = router.idle_guarded(rest, routed.deployment.idle_timeout)  # type: ignore[union-attr]
+    chunks = router.idle_guarded(rest, routed.deployment)  # type: ignore[union-attr]
     response = StreamingHttpResponse(
         _relay(first, chunks, upstream, trace=trace, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
         content_type="text/event-stream",

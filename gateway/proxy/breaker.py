@@ -49,14 +49,20 @@ class Breaker:
             return "degraded"
         return "healthy"
 
-    def allows(self) -> bool:
-        """May a request go to this deployment now? Claims the half-open probe when it is due."""
+    def available(self) -> bool:
+        """Closed, or open with its cooldown over and no probe under way. Reads only."""
         if self.opened_at is None:
             return True
-        if self.probing or time.monotonic() - self.opened_at < settings.CIRCUIT_COOLDOWN:
-            return False
-        self.probing = True
-        return True
+        return not self.probing and time.monotonic() - self.opened_at >= settings.CIRCUIT_COOLDOWN
+
+    def claim(self) -> None:
+        """Mark the request about to go to an open circuit as its one half-open probe."""
+        if self.opened_at is not None:
+            self.probing = True
+
+    def abandoned(self) -> None:
+        """A probe that ended with neither answer nor failure (the client left): let another probe."""
+        self.probing = False
 
     def succeeded(self, latency_ms: float) -> None:
         self.consecutive_failures = 0

@@ -39,6 +39,13 @@ class ProxyError(Exception):
         if upstream_status is not None:
             self.upstream_status = upstream_status
 
+    def redact(self, secret: str) -> ProxyError:
+        """Remove a secret (a provider's key an upstream quoted back) from this error's text."""
+        if secret and secret in self.message:
+            self.message = self.message.replace(secret, "[redacted]")
+            self.args = (self.message,)
+        return self
+
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

@@ -191,7 +191,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     opened = await router.route(key, model, routed, _opener(body, version))
     events = _relay(
         opened,
-        router.idle_guarded(opened.rest, routed.deployment.idle_timeout),  # type: ignore[union-attr]
+        router.idle_guarded(opened.rest, routed.deployment),  # type: ignore[union-attr]
         public_name=routed.model.name,  # type: ignore[union-attr]
         stop_sequences=body.get("stop_sequences"),
         trace=trace,

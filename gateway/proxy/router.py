@@ -64,19 +64,21 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
 
 
 def _candidates(model: ModelSnapshot, tried: set[int], dead: set[int]) -> list[DeploymentSnapshot]:
-    """Where the next attempt may go: the best priority with a deployment not yet tried in this
-    request (lower priorities serve when the better ones fail), else a retry among the best
-    priority still closed, else a half-open probe of an open circuit that is due one."""
-    usable = [d for d in model.deployments if catalog.usable(d) and d.id not in dead]
-    closed = [d for d in usable if breaker.breaker(d.id).opened_at is None]
-    for priority in sorted({d.priority for d in closed}):
-        fresh = [d for d in closed if d.priority == priority and d.id not in tried]
+    """Where the next attempt may go, by priority: the best priority with an available deployment
+    (closed, or open and due its half-open probe) not yet tried in this request, so lower
+    priorities serve when the better ones fail; else a retry among the best available priority.
+    Reads only: the probe is claimed for the one deployment picked."""
+    available = [
+        d for d in model.deployments if catalog.usable(d) and d.id not in dead and breaker.breaker(d.id).available()
+    ]
+    for priority in sorted({d.priority for d in available}):
+        fresh = [d for d in available if d.priority == priority and d.id not in tried]
         if fresh:
             return fresh
-    if closed:
-        best = min(d.priority for d in closed)
-        return [d for d in closed if d.priority == best]
-    return [d for d in usable if breaker.breaker(d.id).allows()]
+    if available:
+        best = min(d.priority for d in available)
+        return [d for d in available if d.priority == best]
+    return []
 
 
 def _pick(candidates: list[DeploymentSnapshot]) -> DeploymentSnapshot:
@@ -109,16 +111,18 @@ async def route(
     for candidate_model in await _models_to_try(key, model):
         tried: set[int] = set()
         dead: set[int] = set()
-        for _ in range(settings.ROUTER_MAX_ATTEMPTS):
+        for attempt in range(settings.ROUTER_MAX_ATTEMPTS):
             candidates = _candidates(candidate_model, tried, dead)
             if not candidates:
                 break
             deployment = _pick(candidates)
             circuit = breaker.breaker(deployment.id)
+            circuit.claim()
             started = time.monotonic()
             try:
                 result = await call(candidate_model, deployment)
             except ProxyError as exc:
+                exc.redact(deployment.api_key)  # an upstream may quote the key back: never pass it on
                 latency = (time.monotonic() - started) * 1000
                 if not _retryable(exc):
                     circuit.succeeded(latency)  # it answered; the request itself was at fault
@@ -138,16 +142,21 @@ async def route(
                 if exc.failover_only:
                     dead.add(deployment.id)
                 last = exc
-                if _candidates(candidate_model, tried, dead) and not _untried(candidate_model, tried | dead):
+                if time.monotonic() >= deadline:
+                    raise
+                last_attempt = attempt == settings.ROUTER_MAX_ATTEMPTS - 1
+                retry_same = _candidates(candidate_model, tried, dead) and not _untried(candidate_model, tried | dead)
+                if retry_same and not last_attempt:
                     # Only deployments that already failed are left: back off before trying again.
                     wait = _backoff(backoffs, exc.headers.get("retry-after"))
                     backoffs += 1
                     if time.monotonic() + wait >= deadline:
                         raise
                     await asyncio.sleep(wait)
-                elif time.monotonic() >= deadline:
-                    raise
                 continue
+            except BaseException:
+                circuit.abandoned()  # cancelled (the client left): neither success nor failure
+                raise
             circuit.succeeded((time.monotonic() - started) * 1000)
             routed.model, routed.deployment = candidate_model, deployment
             return result
@@ -231,8 +240,10 @@ async def read_first(
     return first, items, stream
 
 
-async def idle_guarded(chunks: AsyncIterator[dict], idle_timeout: float | None) -> AsyncIterator[dict]:
-    """The rest of a stream, failing with UpstreamTimeout if the upstream stalls between chunks."""
+async def idle_guarded(chunks: AsyncIterator[dict], deployment: DeploymentSnapshot) -> AsyncIterator[dict]:
+    """The rest of a stream, failing with UpstreamTimeout if the upstream stalls between chunks
+    for longer than the deployment's idle timeout; errors never carry the provider's key."""
+    idle_timeout = deployment.idle_timeout
     while True:
         try:
             if idle_timeout:
@@ -244,4 +255,6 @@ async def idle_guarded(chunks: AsyncIterator[dict], idle_timeout: float | None) 
             return
         except TimeoutError:
             raise UpstreamTimeout("The provider stalled mid-stream.") from None
+        except ProxyError as exc:
+            raise exc.redact(deployment.api_key) from None
         yield chunk
