@@ -14,11 +14,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.utils import timezone
 
 from gateway import selectors
 from gateway.invalidation import CHANNEL, add_local_listener
@@ -113,7 +113,7 @@ async def authenticate(secret: str | None) -> KeySnapshot:
         raise AuthenticationFailed("Incorrect API key provided. Check the key, or ask your project owner for one.")
     if key.revoked:
         raise AuthenticationFailed(f"The API key {key.prefix}… has been revoked.")
-    now = timezone.now()
+    now = datetime.now(UTC)
     if not key.is_active(now):
         raise AuthenticationFailed(f"The API key {key.prefix}… expired at {key.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
     return key

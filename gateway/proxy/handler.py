@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import tempfile
 
@@ -22,8 +23,8 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import Http404
 from django.http.response import HttpResponseBase
+from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from gateway.proxy import messages
 from gateway.proxy.errors import InternalError, NotFound, PayloadTooLarge, ProxyError
@@ -43,6 +44,14 @@ def _render(error: ProxyError, path: str) -> HttpResponseBase:
     return error.response(new_request_id())
 
 
+@functools.lru_cache(maxsize=1024)
+def _resolve(path: str) -> ResolverMatch | None:
+    try:
+        return get_resolver(settings.PROXY_URLCONF).resolve(path)
+    except Resolver404:
+        return None
+
+
 class ProxyHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -51,12 +60,15 @@ class ProxyHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(self._respond)
 
     async def _respond(self, request):  # type: ignore[no-untyped-def]
+        """Resolve (cached per path) and call the view. The /v1 views are async and return
+        responses themselves, so Django's view-middleware and template-response steps are skipped."""
         request.urlconf = settings.PROXY_URLCONF
-        try:
-            return await self._get_response_async(request)
-        except Http404:
+        match = _resolve(request.path_info)
+        if match is None:
             error = NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url")
             return _render(error, request.path)
+        request.resolver_match = match
+        return await match.func(request, *match.args, **match.kwargs)
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         await self.handle(scope, receive, send)

@@ -124,7 +124,7 @@ class Trace:
     status_code: int = 200
     error_code: str = ""
     usage: Usage | None = None
-    prompt_text: str = ""
+    prompt_source: Any = None
     output_text: list[str] = field(default_factory=list)
     first_token_at: float | None = None
     recorded: bool = False
@@ -148,7 +148,9 @@ class Trace:
         if not isinstance(output, int) or isinstance(output, bool) or output < 0:
             output = settings.DEFAULT_MAX_TOKENS
         self.ticket = await ratelimit.acquire(
-            limits=limits, tokens=estimate_tokens(self.prompt_text) + output, stream=stream
+            limits=limits,
+            tokens=self.prompt_tokens_estimate + output if limits.key_tpm or limits.project_tpm else output,
+            stream=stream,
         )
 
     async def release(self) -> None:
@@ -166,8 +168,12 @@ class Trace:
                 response.setdefault(name, value)
 
     def prompt(self, body: dict[str, Any]) -> None:
-        """Keep what is needed to estimate input tokens, should the upstream not report them."""
-        self.prompt_text = _text(body.get("messages") or body.get("input") or "")
+        """Keep what is needed to estimate input tokens, should it be needed (read only then)."""
+        self.prompt_source = body.get("messages") or body.get("input") or ""
+
+    @functools.cached_property
+    def prompt_tokens_estimate(self) -> int:
+        return estimate_tokens(_text(self.prompt_source))
 
     def saw_output(self, text: str) -> None:
         if self.first_token_at is None:
@@ -184,9 +190,7 @@ class Trace:
         produced = "".join(self.output_text)
         if not self.routed or not self.routed.deployment:
             return Usage()  # nothing reached an upstream that answered: nothing to count
-        return Usage(
-            input_tokens=estimate_tokens(self.prompt_text), output_tokens=estimate_tokens(produced), estimated=True
-        )
+        return Usage(input_tokens=self.prompt_tokens_estimate, output_tokens=estimate_tokens(produced), estimated=True)
 
     def record(self) -> None:
         """Hand the row to the log buffer (returns at once). Idempotent."""
