@@ -18,7 +18,6 @@ fields we know, never copied.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -29,9 +28,9 @@ import orjson
 from django.conf import settings
 
 from gateway.proxy.adapters.openai import upstream_failure
-from gateway.proxy.adapters.transport import open_post, read_json
+from gateway.proxy.adapters.transport import mid_stream_failures, open_post, read_json
 from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError, UpstreamTimeout
-from gateway.proxy.sse import SSEProtocolError, data_payloads
+from gateway.proxy.sse import data_payloads
 from gateway.selectors import DeploymentSnapshot
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -608,7 +607,7 @@ class AnthropicStream:
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         translator = self._translator
-        try:
+        with mid_stream_failures():
             async for data in data_payloads(
                 self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
             ):
@@ -622,12 +621,6 @@ class AnthropicStream:
                     yield chunk
                 if translator.finished:
                     break
-        except SSEProtocolError as exc:
-            raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
-            raise UpstreamError("The connection to the provider broke mid-stream.") from None
         if not translator.finished:
             raise UpstreamError("The provider's stream ended before it was complete.")
 
@@ -649,7 +642,7 @@ class MessagesStream:
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         finished = False
-        try:
+        with mid_stream_failures():
             async for data in data_payloads(
                 self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
             ):
@@ -665,12 +658,6 @@ class MessagesStream:
                 if event["type"] == "message_stop":
                     finished = True
                     break
-        except SSEProtocolError as exc:
-            raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
-            raise UpstreamError("The connection to the provider broke mid-stream.") from None
         if not finished:
             raise UpstreamError("The provider's stream ended before it was complete.")
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway.proxy.adapters.transport import open_post, read_json
-from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
-from gateway.proxy.sse import SSEProtocolError, data_batches
+from gateway.proxy.adapters.transport import mid_stream_failures, open_post, read_json
+from gateway.proxy.errors import ProxyError, UpstreamError
+from gateway.proxy.sse import data_batches
 from gateway.selectors import DeploymentSnapshot
 
 _MAX_ERROR_MESSAGE = 2_000
@@ -101,7 +100,7 @@ class OpenAIStream:
 
     async def _batches(self) -> AsyncIterator[list[dict]]:
         done = False
-        try:
+        with mid_stream_failures():
             async for payloads in data_batches(
                 self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
             ):
@@ -120,12 +119,6 @@ class OpenAIStream:
                     yield batch
                 if done:
                     break
-        except SSEProtocolError as exc:
-            raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
-            raise UpstreamError("The connection to the provider broke mid-stream.") from None
         if not done:
             raise UpstreamError("The provider's stream ended before it was complete.")
 

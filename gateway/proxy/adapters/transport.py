@@ -4,7 +4,8 @@ refused and transport failures mapped, the same way for every provider."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from gateway.proxy import http
 from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.sse import SSEProtocolError
 from gateway.selectors import DeploymentSnapshot
 
 
@@ -35,6 +37,19 @@ def transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> Ups
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"The provider '{provider}' did not answer in time.")
     return UpstreamError(f"The provider '{provider}' could not be reached ({type(exc).__name__}).")
+
+
+@contextlib.contextmanager
+def mid_stream_failures() -> Iterator[None]:
+    """Around reading an open stream: its transport and framing failures, as the client's errors."""
+    try:
+        yield
+    except SSEProtocolError as exc:
+        raise UpstreamError(f"The provider's stream is malformed: {exc}.") from None
+    except TimeoutError:
+        raise UpstreamTimeout("The provider stopped sending mid-stream.") from None
+    except aiohttp.ClientError:
+        raise UpstreamError("The connection to the provider broke mid-stream.") from None
 
 
 # (status, body, response headers) -> the error for the client
