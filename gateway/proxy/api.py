@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,10 +17,7 @@ from gateway.proxy.messages import messages_routes
 from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
 
-logger = logging.getLogger("gateway.proxy")
 routes = Router(tags=["OpenAI-compatible"])
-
-View = Callable[..., Awaitable[HttpResponse]]
 
 
 def _json(data: Any, request_id: str, status: int = 200) -> HttpResponse:
