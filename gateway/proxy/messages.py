@@ -17,7 +17,6 @@ started ends with an `error` event and no `message_stop`.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -38,10 +37,8 @@ from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
 from gateway.selectors import DeploymentSnapshot, ModelSnapshot
 
-logger = logging.getLogger("gateway.proxy")
 messages_routes = Router(tags=["Anthropic-compatible"])
 
-View = Callable[..., Awaitable[HttpResponseBase]]
 R = TypeVar("R", bound=HttpResponseBase)
 
 _ERROR_TYPES = {
