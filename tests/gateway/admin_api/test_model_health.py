@@ -1,5 +1,7 @@
 """GET /api/v1/models/{id}/health and POST .../health/check: each deployment's state."""
 
+import time
+
 import httpx
 import pytest
 
@@ -14,6 +16,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def fail_fast(settings):
     settings.CIRCUIT_FAILURE_THRESHOLD = 2
     settings.ROUTER_MAX_ATTEMPTS = 1
+
+
+def _health_once(api, model_id, state, timeout=3.0):
+    """The deployment's health once it reports `state` (the proxy publishes it off the request path)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = api.get(f"/models/{model_id}/health").json()["deployments"][0]
+        if health["state"] == state or time.monotonic() > deadline:
+            return health
+        time.sleep(0.02)
 
 
 def _chat(live_gateway, secret, model):
@@ -46,9 +58,9 @@ def test_health_shows_degraded_then_open_circuit_when_deployment_keeps_failing(
     )
 
     assert _chat(live_gateway, gateway_setup.secret, "gpt-test").status_code == 502
-    degraded = api.get(f"/models/{model.id}/health").json()["deployments"][0]
+    degraded = _health_once(api, model.id, "degraded")
     assert _chat(live_gateway, gateway_setup.secret, "gpt-test").status_code == 502
-    opened = api.get(f"/models/{model.id}/health").json()["deployments"][0]
+    opened = _health_once(api, model.id, "open")
     refused = _chat(live_gateway, gateway_setup.secret, "gpt-test")
 
     assert degraded["state"] == "degraded"
