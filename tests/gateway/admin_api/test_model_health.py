@@ -40,7 +40,11 @@ def test_health_shows_healthy_with_latency_after_traffic(api, live_gateway, gate
     assert _chat(live_gateway, gateway_setup.secret, "gpt-test").status_code == 200
     model = Model.objects.get(name="gpt-test")
 
-    body = api.get(f"/models/{model.id}/health").json()
+    deadline = time.monotonic() + 3
+    while (body := api.get(f"/models/{model.id}/health").json())["deployments"][0]["latency_ms"] is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)  # the proxy publishes health off the request path
 
     assert body["model"] == "gpt-test"
     [deployment] = body["deployments"]
