@@ -78,23 +78,22 @@ async def open_post(
         raise transport_failure(exc, deployment) from None
     if response.status == 200:
         return response
+    raise failure(response.status, await _body(response, deployment), response.headers)
+
+
+async def _body(response: aiohttp.ClientResponse, deployment: DeploymentSnapshot) -> bytes:
+    """The whole body (capped), read off a response whose connection then goes back to the pool."""
     try:
-        body = await read_capped(response)
+        return await read_capped(response)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise transport_failure(exc, deployment) from None
     finally:
         response.release()
-    raise failure(response.status, body, response.headers)
 
 
 async def read_json(response: aiohttp.ClientResponse, deployment: DeploymentSnapshot) -> dict[str, Any]:
     """The JSON object a 200 response carries (its body capped); the connection goes back to the pool."""
-    try:
-        body = await read_capped(response)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise transport_failure(exc, deployment) from None
-    finally:
-        response.release()
+    body = await _body(response, deployment)
     try:
         reply = orjson.loads(body)
     except orjson.JSONDecodeError:
