@@ -122,11 +122,7 @@ def checked(body: dict[str, Any]) -> bool:
         raise BadRequest(
             "Invalid 'max_tokens': expected an integer greater than 0.", param="max_tokens", code="invalid_value"
         )
-    messages = body.get("messages")
-    if messages is None:
-        raise BadRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array.", param="messages", code="invalid_type")
+    messages = parse.required_list(body, "messages")
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):

@@ -75,12 +75,17 @@ def required_str(body: dict[str, Any], field: str) -> str:
     return value
 
 
+def required_list(body: dict[str, Any], field: str) -> list[Any]:
+    value = body.get(field)
+    if value is None:
+        raise BadRequest(f"Missing required parameter: '{field}'.", param=field, code="missing_required_parameter")
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"'{field}' must be a non-empty array.", param=field, code="invalid_type")
+    return value
+
+
 def chat_messages(body: dict[str, Any]) -> list[Any]:
-    messages = body.get("messages")
-    if messages is None:
-        raise BadRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array.", param="messages", code="invalid_type")
+    messages = required_list(body, "messages")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise BadRequest(
