@@ -40,8 +40,6 @@ connection; default 1) and RATELIMIT_REDIS_MAX_CONNECTIONS (per process; default
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
 import math
 import secrets
@@ -50,12 +48,9 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
+from gateway import redis_scripts
 from gateway.proxy.errors import ProxyError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -151,7 +146,7 @@ async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
 
     if settings.REDIS_URL:
         try:
-            reply = await _run(_ACQUIRE, keys, args)
+            reply = await redis_scripts.run(_ACQUIRE, keys, args)
         except (RedisError, OSError) as exc:
             _warn_unavailable(exc)
             raise RateLimiterUnavailable("The rate limiter is unavailable; please retry shortly.") from exc
@@ -193,7 +188,7 @@ async def adjust(ticket: Ticket, *, actual_tokens: int) -> None:
     args = [delta, *(ticket._starts[i] for i in indexes)]
     if settings.REDIS_URL:
         try:
-            reply = await _run(_ADJUST, keys, args)
+            reply = await redis_scripts.run(_ADJUST, keys, args)
         except (RedisError, OSError) as exc:
             _warn_unavailable(exc)
             return
@@ -212,7 +207,7 @@ async def release_stream(ticket: Ticket) -> None:
     key = _streams_key(ticket.limits)
     if settings.REDIS_URL:
         try:
-            await _client().zrem(key, ticket.id)
+            await redis_scripts.client().zrem(key, ticket.id)
         except (RedisError, OSError) as exc:
             _warn_unavailable(exc)  # the slot frees itself when its lease runs out
     else:
@@ -229,7 +224,7 @@ async def refresh_stream(ticket: Ticket) -> None:
     keys, args = [_streams_key(ticket.limits)], [_ms(lease), ticket.id]
     if settings.REDIS_URL:
         try:
-            await _run(_REFRESH, keys, args)
+            await redis_scripts.run(_REFRESH, keys, args)
         except (RedisError, OSError) as exc:
             _warn_unavailable(exc)
     else:
@@ -238,13 +233,7 @@ async def refresh_stream(ticket: Ticket) -> None:
 
 async def close() -> None:
     """Close this process's Redis connections (on shutdown)."""
-    global _connection
-    if _connection is None:
-        return
-    _url, loop, client = _connection
-    _connection = None
-    if loop is asyncio.get_running_loop():
-        await client.aclose()
+    await redis_scripts.close()
 
 
 def reset() -> None:
@@ -442,50 +431,10 @@ return changed
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Script:
-    source: str
-    sha: str
-
-
-def _script(source: str) -> _Script:
-    return _Script(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
-
-
-_ACQUIRE = _script(_ACQUIRE_LUA)
-_ADJUST = _script(_ADJUST_LUA)
-_REFRESH = _script(_REFRESH_LUA)
-
-_connection: tuple[str, asyncio.AbstractEventLoop, Redis] | None = None
+_ACQUIRE = redis_scripts.script(_ACQUIRE_LUA)
+_ADJUST = redis_scripts.script(_ADJUST_LUA)
+_REFRESH = redis_scripts.script(_REFRESH_LUA)
 _warned_at = -math.inf
-
-
-def _client() -> Redis:
-    """This process's client: one connection pool, made on first use (and again if the loop changes)."""
-    global _connection
-    url, loop = settings.REDIS_URL, asyncio.get_running_loop()
-    if _connection is None or _connection[0] != url or _connection[1] is not loop:
-        timeout = getattr(settings, "RATELIMIT_REDIS_TIMEOUT", 1.0)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=getattr(settings, "RATELIMIT_REDIS_MAX_CONNECTIONS", 100),
-            timeout=timeout,  # waiting for a free connection
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # Retry once at once when a pooled connection turns out dead (Redis restarted): the
-            # command never reached that server. Never on a timeout: the script may have run.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-        _connection = (url, loop, Redis.from_pool(pool))
-    return _connection[2]
-
-
-async def _run(script: _Script, keys: list[str], args: list) -> list:
-    client = _client()
-    try:
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
-    except NoScriptError:  # not run: Redis restarted or was flushed; EVAL runs it and caches it again
-        return await client.eval(script.source, len(keys), *keys, *args)
 
 
 def _warn_unavailable(exc: BaseException) -> None:
