@@ -24,6 +24,7 @@ from gateway.models import (
     Deployment,
     Membership,
     Model,
+    Notification,
     Project,
     Provider,
     RequestLog,
@@ -503,9 +504,27 @@ def revoke_admin_token(*, token: AdminToken) -> None:
 # --- request logs (written in batches by the proxy's log buffer) ---
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic  # not durable: billing writes the debits in the same transaction
 def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
     """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped."""
     rows = [RequestLog(**entry) for entry in entries]
     RequestLog.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def notify(
+    *,
+    users: Iterable[AbstractBaseUser],
+    kind: str,
+    title: str,
+    body: str = "",
+    link: str = "",
+    project_id: int | None = None,
+) -> int:
+    """Leave a notification for each user (the portal lists them). Returns how many were written."""
+    rows = [
+        Notification(user=user, kind=kind[:40], title=title[:200], body=body, link=link[:500], project_id=project_id)
+        for user in {u.pk: u for u in users}.values()
+    ]
+    Notification.objects.bulk_create(rows)
     return len(rows)

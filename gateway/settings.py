@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from gateway.env import env_bool, env_float, env_int, env_list, env_secret, env_str
@@ -135,7 +136,11 @@ else:
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True  # tasks that return something worth keeping opt in (ignore_result=False)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Open the new month's budgets (allowances in, unused ones out) just after midnight UTC on the
+    # first; the proxy also opens a month lazily when it first reads a budget in it.
+    "billing-open-periods": {"task": "billing.open_periods", "schedule": crontab(minute=5, hour=0, day_of_month="1")},
+}
 
 if EMAIL_HOST := env_str("EMAIL_HOST", ""):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -205,3 +210,15 @@ RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 100
 LOG_FLUSH_INTERVAL = env_float("LOG_FLUSH_INTERVAL", 1.0)
 LOG_FLUSH_BATCH = env_int("LOG_FLUSH_BATCH", 500, minimum=1)
 LOG_BUFFER_MAX = env_int("LOG_BUFFER_MAX", 200_000, minimum=100)
+
+# --- Billing (billing/) ---
+BILLING_CURRENCY = env_str("BILLING_CURRENCY", "EUR")
+# Price per million tokens charged for a deployment that has none. Empty: such a model is refused
+# for projects with a budget and logged with no cost elsewhere (never silently free).
+BILLING_DEFAULT_INPUT_PRICE = env_str("BILLING_DEFAULT_INPUT_PRICE", "")
+BILLING_DEFAULT_OUTPUT_PRICE = env_str("BILLING_DEFAULT_OUTPUT_PRICE", "")
+# How long a budget reservation lives when its process dies before settling it (seconds)
+BUDGET_RESERVATION_TTL = env_float("BUDGET_RESERVATION_TTL", 900.0)
+BUDGET_CACHE_TTL = env_float("BUDGET_CACHE_TTL", 10.0)
+# Prefix of the budget counters' Redis keys (installations sharing one Redis need their own)
+BUDGET_REDIS_PREFIX = env_str("BUDGET_REDIS_PREFIX", "symbiosis:budget")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,14 +37,19 @@ def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_proxy_caches() -> Iterator[None]:
+def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    from billing import budget
     from gateway.proxy import breaker, catalog
 
+    # Budget counters of their own: ids repeat across test databases (xdist workers, runs).
+    settings.BUDGET_REDIS_PREFIX = f"test-budget:{uuid.uuid4().hex}"
     catalog.invalidate()
     breaker.reset()
+    budget.reset()
     yield
     catalog.invalidate()
     breaker.reset()
+    budget.reset()
 
 
 @pytest.fixture(autouse=True)

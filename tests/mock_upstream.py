@@ -68,6 +68,7 @@ class MockState:
     record: bool = True
     scripts: dict[str, list[str]] = field(default_factory=dict)  # see `mock-script-<name>`
     script_calls: dict[str, int] = field(default_factory=dict)  # requests each script has served
+    billed: list[dict[str, int]] = field(default_factory=list)  # usage of each answer delivered in full
 
     def last(self) -> Recorded:
         return self.requests[-1]
@@ -78,6 +79,7 @@ class MockState:
         self.completed_streams.clear()
         self.scripts.clear()
         self.script_calls.clear()
+        self.billed.clear()
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> web.Response:
@@ -243,6 +245,7 @@ async def _play(request: web.Request, body: dict[str, Any], state: MockState, mo
     reply["usage"] = _usage(len(words))
     data = orjson.dumps(reply)
     if step not in ("cut", "stall"):
+        state.billed.append(reply["usage"])
         return web.Response(body=data, content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.content_length = len(data)
@@ -301,6 +304,8 @@ async def _play_stream(
             await response.write(chunk)
         if step != "no-done":
             await response.write(b"data: [DONE]\n\n")
+        if faulty_at == len(chunks) and (body.get("stream_options") or {}).get("include_usage"):
+            state.billed.append(_usage(len(words)))
     except ConnectionResetError:
         state.disconnects.append(model)
         return response
@@ -330,7 +335,9 @@ def build_app(state: MockState) -> web.Application:
         if model == "mock-redirect":
             raise web.HTTPTemporaryRedirect("http://169.254.169.254/latest/meta-data")
         if not body.get("stream"):
-            return web.Response(body=orjson.dumps(_completion(body)), content_type="application/json")
+            reply = _completion(body)
+            state.billed.append(reply["usage"])
+            return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)

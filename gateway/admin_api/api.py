@@ -28,3 +28,6 @@ api.add_router("/projects", members.router)
 api.add_router("/providers", providers.router)
 api.add_router("/models", ai_models.router)
 api.add_router("", keys.router)
+# By dotted path: the gateway never imports billing.
+api.add_router("", "billing.budget_api.router")
+api.add_router("/reports", "billing.api.reports_router")

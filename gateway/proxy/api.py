@@ -58,7 +58,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
     trace.prompt(body)
-    await trace.admit(body, stream=stream)
+    await trace.admit(body, stream=stream, model=model)
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.chat(key, model, body, routed)
@@ -149,7 +149,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
     trace.prompt(body)
-    await trace.admit(body | {"max_tokens": 0}, stream=False)  # embeddings produce no output tokens
+    await trace.admit(body | {"max_tokens": 0}, stream=False, model=model)  # embeddings produce no output tokens
     trace.routed = routed = Routed()
     reply = await router.embeddings(key, model, body, routed)
     reply["model"] = routed.model.name  # type: ignore[union-attr]

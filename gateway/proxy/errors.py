@@ -100,6 +100,20 @@ class ServiceUnavailable(ProxyError):
     code = "service_unavailable"
 
 
+class QuotaExceeded(ProxyError):
+    """429 as OpenAI answers an exhausted account: no upstream call was made."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class BudgetUnavailable(ServiceUnavailable):
+    """503: a hard budget governs the request but cannot be checked now (fail closed)."""
+
+    code = "budget_unavailable"
+
+
 class InternalError(ProxyError):
     status = 500
     type = "api_error"

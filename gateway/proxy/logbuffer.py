@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from gateway import services
+from billing import budget
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _rows: deque[dict[str, Any]] = deque()
 _wake = asyncio.Event()
 _task: asyncio.Task[None] | None = None
 dropped = 0  # rows lost to the bound since the process started
-_write = sync_to_async(services.record_request_logs, thread_sensitive=False)
+_write = sync_to_async(budget.persist, thread_sensitive=False)  # log rows and ledger debits together
 
 
 def append(row: dict[str, Any]) -> None:

@@ -172,7 +172,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
-    await trace.admit(body, stream=stream)
+    await trace.admit(body, stream=stream, model=model)
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.route(key, model, routed, _answerer(body, version))

@@ -21,11 +21,12 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from gateway.proxy import logbuffer, ratelimit
+from billing import budget
+from gateway.proxy import logbuffer, ratelimit, router
 from gateway.proxy import request as parse
-from gateway.proxy.errors import InternalError, ProxyError
+from gateway.proxy.errors import BudgetUnavailable, InternalError, PermissionDenied, ProxyError, QuotaExceeded
 from gateway.proxy.router import Routed
-from gateway.selectors import DeploymentSnapshot, KeySnapshot
+from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
 logger = logging.getLogger("gateway.proxy")
 _CHARS_PER_TOKEN = 4
@@ -86,6 +87,22 @@ def usage_from(reported: Any, *, output_optional: bool = False) -> Usage | None:
 
 
 _PER_MILLION = Decimal(1_000_000)
+Prices = tuple[Decimal, Decimal, Decimal]  # input, output, cached input: per million tokens
+
+
+def _default_prices() -> Prices | None:
+    raw_in, raw_out = settings.BILLING_DEFAULT_INPUT_PRICE, settings.BILLING_DEFAULT_OUTPUT_PRICE
+    if not raw_in or not raw_out:
+        return None
+    return Decimal(raw_in), Decimal(raw_out), Decimal(raw_in)
+
+
+def prices_of(deployment: DeploymentSnapshot) -> Prices | None:
+    """The deployment's prices, or the configured default for unpriced ones, or None (no price)."""
+    if not deployment.priced:
+        return _default_prices()
+    cached = deployment.cached_input_price
+    return deployment.input_price, deployment.output_price, cached if cached is not None else deployment.input_price  # type: ignore[return-value]
 
 
 def cost_of(usage: Usage, deployment: DeploymentSnapshot) -> Decimal | None:
@@ -94,18 +111,26 @@ def cost_of(usage: Usage, deployment: DeploymentSnapshot) -> Decimal | None:
     Cached input tokens are part of the input tokens (OpenAI counts them so) and are charged at the
     cached price when one is set.
     """
-    if not deployment.priced:
+    prices = prices_of(deployment)
+    if prices is None:
         return None
+    input_price, output_price, cached_price = prices
     cached = min(usage.cached_tokens, usage.input_tokens)
-    cached_price = (
-        deployment.cached_input_price if deployment.cached_input_price is not None else deployment.input_price
-    )
-    total = (
-        (usage.input_tokens - cached) * deployment.input_price  # type: ignore[operator]
-        + cached * cached_price  # type: ignore[operator]
-        + usage.output_tokens * deployment.output_price  # type: ignore[operator]
-    )
+    total = (usage.input_tokens - cached) * input_price + cached * cached_price + usage.output_tokens * output_price
     return total / _PER_MILLION
+
+
+async def worst_prices(key: KeySnapshot, model: ModelSnapshot) -> Prices | None:
+    """The highest input and output prices among every deployment that may answer (fallbacks
+    included), or None when one of them has no price."""
+    highest_in = highest_out = Decimal(0)
+    for candidate in await router.models_to_try(key, model):
+        for deployment in candidate.deployments:
+            prices = prices_of(deployment)
+            if prices is None:
+                return None
+            highest_in, highest_out = max(highest_in, prices[0]), max(highest_out, prices[1])
+    return highest_in, highest_out, highest_in
 
 
 @dataclass
@@ -129,10 +154,15 @@ class Trace:
     first_token_at: float | None = None
     recorded: bool = False
     ticket: ratelimit.Ticket | None = None
+    reservation: budget.Reservation | None = None
+    cost: Decimal | None = None
+    released: bool = False
 
-    async def admit(self, body: dict[str, Any], *, stream: bool) -> None:
+    async def admit(self, body: dict[str, Any], *, stream: bool, model: ModelSnapshot) -> None:
         """Count the request against its key's and project's rate limits (429 when over), reserving
-        its worst-case tokens: the prompt's estimate plus its output limit (or DEFAULT_MAX_TOKENS)."""
+        its worst-case tokens: the prompt's estimate plus its output limit (or the default). Then,
+        when a hard budget governs it, reserve its worst-case cost (429 insufficient_quota when it
+        does not fit)."""
         key = self.key
         assert key is not None
         limits = ratelimit.Limits(
@@ -144,20 +174,61 @@ class Trace:
             project_tpm=key.project_tpm_limit,
             key_max_streams=key.max_streams if stream else None,
         )
-        output = body.get("max_completion_tokens") or body.get("max_tokens")
-        if not isinstance(output, int) or isinstance(output, bool) or output < 0:
-            output = settings.DEFAULT_MAX_TOKENS
+        output = body.get("max_completion_tokens")
+        if output is None:
+            output = body.get("max_tokens")
+        chosen = isinstance(output, int) and not isinstance(output, bool) and output >= 0
+        if not chosen:
+            output = model.default_max_tokens or settings.DEFAULT_MAX_TOKENS
         self.ticket = await ratelimit.acquire(
             limits=limits,
             tokens=self.prompt_tokens_estimate + output if limits.key_tpm or limits.project_tpm else output,
             stream=stream,
         )
+        await self._reserve(key, model, output)
+        if self.reservation is not None and not chosen:
+            body["max_completion_tokens"] = output  # the worst case holds only if the output is capped
+
+    async def _reserve(self, key: KeySnapshot, model: ModelSnapshot, output: int) -> None:
+        try:
+            caps = await budget.caps_for(
+                project_id=key.project_id, key_id=key.id, business_unit_id=key.business_unit_id
+            )
+        except budget.BudgetUnavailable as exc:
+            raise BudgetUnavailable(str(exc)) from None
+        if not caps.budgeted:
+            return
+        prices = await worst_prices(key, model)
+        if prices is None:
+            raise PermissionDenied(
+                f"The model '{model.name}' (or a model it falls back to) has no price, and this project has a "
+                "budget: ask an administrator to set its prices.",
+                param="model",
+                code="model_not_priced",
+            )
+        if not caps.caps:
+            return  # soft budgets only: they alert, they never refuse
+        worst = (self.prompt_tokens_estimate * prices[0] + output * prices[1]) / _PER_MILLION
+        try:
+            self.reservation = await budget.reserve(caps, request_id=self.request_id, amount=worst)
+        except budget.BudgetExceeded as exc:
+            raise QuotaExceeded(str(exc)) from None
+        except budget.BudgetUnavailable as exc:
+            raise BudgetUnavailable(str(exc)) from None
 
     async def release(self) -> None:
-        """Correct the token reservation to what was used and free the stream slot."""
+        """Settle what was held to what was used: the token reservation, the stream slot and the
+        budget reservation (at the request's actual cost; zero when nothing answered). Once."""
+        if self.released:
+            return
+        self.released = True
+        usage = self.final_usage()
+        if self.routed is not None and self.routed.deployment is not None:
+            self.cost = cost_of(usage, self.routed.deployment)
+        if self.reservation is not None:
+            await budget.settle(self.reservation, cost=self.cost)
         if self.ticket is None:
             return
-        usage = self.final_usage()
         await ratelimit.adjust(self.ticket, actual_tokens=usage.input_tokens + usage.output_tokens)
         if self.ticket.holds_stream:
             await ratelimit.release_stream(self.ticket)
@@ -209,6 +280,7 @@ class Trace:
                 "key_id": key.id if key else None,
                 "key_prefix": key.prefix if key else "",
                 "project_id": key.project_id if key else None,
+                "business_unit_id": key.business_unit_id if key else None,  # for the ledger only
                 "member_id": key.created_by_id if key else None,
                 "model": self.model[:128],
                 "answered_model": routed.model.name if routed.model else "",
@@ -232,7 +304,9 @@ class Trace:
                 "output_tokens": usage.output_tokens,
                 "cached_tokens": usage.cached_tokens,
                 "usage_estimated": usage.estimated,
-                "cost": cost_of(usage, routed.deployment) if routed.deployment else None,
+                "cost": self.cost
+                if self.released
+                else (cost_of(usage, routed.deployment) if routed.deployment else None),
                 "latency_ms": round((now - self.started) * 1000, 2),
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
                 "user_agent": self.user_agent[:300],

@@ -87,7 +87,8 @@ def _pick(candidates: list[DeploymentSnapshot]) -> DeploymentSnapshot:
     return random.choices(candidates, weights=[d.weight for d in candidates])[0]
 
 
-async def _models_to_try(key: KeySnapshot, model: ModelSnapshot) -> list[ModelSnapshot]:
+async def models_to_try(key: KeySnapshot, model: ModelSnapshot) -> list[ModelSnapshot]:
+    """The model and the fallbacks this key may use, in order: every model a request may be billed at."""
     chain = [model]
     for name in model.fallbacks:
         try:
@@ -108,7 +109,7 @@ async def route(
     deadline = time.monotonic() + settings.ROUTER_DEADLINE
     last: ProxyError | None = None
     backoffs = 0
-    for candidate_model in await _models_to_try(key, model):
+    for candidate_model in await models_to_try(key, model):
         tried: set[int] = set()
         dead: set[int] = set()
         for attempt in range(settings.ROUTER_MAX_ATTEMPTS):
@@ -171,9 +172,15 @@ def _untried(model: ModelSnapshot, tried: set[int]) -> bool:
     )
 
 
+_MAX_TOKENS_ONLY = frozenset({"openai_compatible", "demo"})
+
+
 def _payload(body: dict[str, Any], model: ModelSnapshot, deployment: DeploymentSnapshot) -> dict[str, Any]:
     payload = dict(body)
     payload["model"] = deployment.upstream_model
+    if deployment.provider_kind in _MAX_TOKENS_ONLY and "max_completion_tokens" in payload:
+        # Self-hosted servers know the older name; OpenAI's newer models only the newer one.
+        payload.setdefault("max_tokens", payload.pop("max_completion_tokens"))
     needs_max_tokens = deployment.provider_kind == "anthropic"  # Anthropic requires max_tokens
     if (
         needs_max_tokens

@@ -1,0 +1,319 @@
+"""Writes to billing: budgets, credit grants, adjustments, monthly allowances, usage debits.
+
+The ledger is append-only: every function here adds entries, none changes one. Grants carry an
+idempotency key, so a retried task or a double click grants once; allowances and expiries carry
+one derived from the project and month, so concurrent processes opening a month open it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+
+from billing.models import Budget, LedgerEntry, validate_thresholds
+from billing.periods import current_period, label, period_of
+from gateway.errors import ValidationFailed
+from gateway.invalidation import publish_catalog_change
+from gateway.models import BusinessUnit, Project, VirtualKey
+
+_CENT = Decimal("0.01")
+
+
+def _money(value: Decimal | str | int, *, field: str, positive: bool = False, allow_negative: bool = False) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        raise ValidationFailed(f'{field} must be a decimal number such as "25.00".', field=field) from None
+    if not amount.is_finite():
+        raise ValidationFailed(f"{field} must be a finite decimal number.", field=field)
+    if amount != amount.quantize(_CENT):
+        raise ValidationFailed(f"{field} has at most two decimal places.", field=field)
+    if positive and amount <= 0:
+        raise ValidationFailed(f"{field} must be more than zero.", field=field)
+    if not positive and not allow_negative and amount < 0:
+        raise ValidationFailed(f"{field} must be zero or more.", field=field)
+    if abs(amount) >= Decimal("1e12"):
+        raise ValidationFailed(f"{field} is too large.", field=field)
+    return amount.quantize(_CENT)  # "20" and "2E+1" are stored and answered as "20.00"
+
+
+@dataclass(frozen=True)
+class BudgetTarget:
+    scope: str
+    project: Project | None = None
+    key: VirtualKey | None = None
+    business_unit: BusinessUnit | None = None
+
+    @classmethod
+    def of(cls, target: Project | VirtualKey | BusinessUnit) -> BudgetTarget:
+        if isinstance(target, Project):
+            return cls(Budget.Scope.PROJECT, project=target)
+        if isinstance(target, VirtualKey):
+            return cls(Budget.Scope.KEY, key=target)
+        return cls(Budget.Scope.BUSINESS_UNIT, business_unit=target)
+
+    def filter(self) -> dict[str, Any]:
+        return {"scope": self.scope, "project": self.project, "key": self.key, "business_unit": self.business_unit}
+
+
+def set_budget(
+    *,
+    target: Project | VirtualKey | BusinessUnit,
+    monthly_limit: Decimal | str,
+    hard: bool = True,
+    thresholds: list[int] | None = None,
+    webhook_url: str = "",
+    actor: str = "",
+) -> Budget:
+    """Create or replace the budget of a project, a key or a business unit.
+
+    A project's current month is opened at once (its allowance written); changing the limit of an
+    open month adds the difference to that month's allowance, so the change applies from now on.
+    """
+    where = BudgetTarget.of(target)
+    limit = _money(monthly_limit, field="monthly_limit")
+    thresholds = sorted(set(thresholds)) if thresholds is not None else None
+    with transaction.atomic(durable=True):
+        budget = Budget.objects.select_for_update().filter(**where.filter()).first()
+        previous = budget.monthly_limit if budget is not None else None
+        if budget is None:
+            budget = Budget(**where.filter())
+        budget.monthly_limit, budget.hard, budget.webhook_url = limit, hard, webhook_url
+        if thresholds is not None:
+            budget.thresholds = thresholds
+        try:
+            validate_thresholds(budget.thresholds)
+            budget.full_clean(validate_constraints=False)
+        except ValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            raise ValidationFailed(" ".join(messages), field=None if field == "__all__" else field) from None
+        budget.save()
+        if where.project is not None:
+            period = current_period()
+            opened = _open_period(where.project, period)
+            if not opened and previous is not None and previous != limit:
+                _add(
+                    project=where.project,
+                    kind=LedgerEntry.Kind.ALLOWANCE,
+                    amount=limit - previous,
+                    period=period,
+                    reason=f"Monthly limit changed from {previous} to {limit}",
+                    actor=actor,
+                )
+    publish_catalog_change()
+    return budget
+
+
+def delete_budget(*, target: Project | VirtualKey | BusinessUnit) -> bool:
+    """Remove a budget: the project (key, unit) is no longer limited. The ledger stays as it is."""
+    with transaction.atomic(durable=True):
+        deleted, _ = Budget.objects.filter(**BudgetTarget.of(target).filter()).delete()
+    publish_catalog_change()
+    return bool(deleted)
+
+
+def _add(
+    *,
+    project: Project,
+    kind: str,
+    amount: Decimal,
+    period: date,
+    reason: str = "",
+    actor: str = "",
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    return LedgerEntry.objects.create(
+        created_at=datetime.now(UTC),
+        period=period,
+        kind=kind,
+        amount=amount,
+        project=project,
+        business_unit_id=project.business_unit_id,
+        reason=reason[:500],
+        actor=actor[:150],
+        idempotency_key=idempotency_key,
+    )
+
+
+@dataclass(frozen=True)
+class Granted:
+    entry: LedgerEntry
+    created: bool  # False: this idempotency key had granted already (nothing added)
+
+
+def grant_credits(
+    *, project: Project, amount: Decimal | str, reason: str, idempotency_key: str, actor: str = ""
+) -> Granted:
+    """Add one-off credit to a project. Once per idempotency key, however often it is called.
+
+    A project without a budget gets a hard one with a zero monthly allowance: it then runs on its
+    credits. Repeating a key with another project or amount is refused (a conflict, not a retry).
+    """
+    value = _money(amount, field="amount", positive=True)
+    if not idempotency_key or len(idempotency_key) > 150:
+        raise ValidationFailed("idempotency_key is required (at most 150 characters).", field="idempotency_key")
+    if not reason.strip():
+        raise ValidationFailed("reason is required: say why the credit is granted.", field="reason")
+    stored_key = f"grant:{idempotency_key}"
+    try:
+        with transaction.atomic(durable=True):
+            if not Budget.objects.filter(scope=Budget.Scope.PROJECT, project=project).exists():
+                Budget.objects.create(scope=Budget.Scope.PROJECT, project=project, monthly_limit=Decimal(0))
+            entry = _add(
+                project=project,
+                kind=LedgerEntry.Kind.GRANT,
+                amount=value,
+                period=current_period(),
+                reason=reason,
+                actor=actor,
+                idempotency_key=stored_key,
+            )
+    except IntegrityError:
+        existing = LedgerEntry.objects.filter(idempotency_key=stored_key).first()
+        if existing is None:  # the budget row raced with another first grant: try once more
+            return grant_credits(
+                project=project, amount=amount, reason=reason, idempotency_key=idempotency_key, actor=actor
+            )
+        if existing.project_id != project.id or existing.amount != value:
+            raise ValidationFailed(
+                "This idempotency_key was already used for a different grant; use a new key for a new grant.",
+                field="idempotency_key",
+            ) from None
+        return Granted(existing, created=False)
+    publish_catalog_change()
+    return Granted(entry, created=True)
+
+
+def adjust_balance(
+    *, project: Project, amount: Decimal | str, reason: str, actor: str = "", idempotency_key: str | None = None
+) -> LedgerEntry:
+    """A correction, either way (a refund, a charge the gateway could not see). Never an edit."""
+    value = _money(amount, field="amount", allow_negative=True)
+    if value == 0:
+        raise ValidationFailed("amount must not be zero.", field="amount")
+    if not reason.strip():
+        raise ValidationFailed("reason is required: say why the balance is adjusted.", field="reason")
+    try:
+        with transaction.atomic(durable=True):
+            entry = _add(
+                project=project,
+                kind=LedgerEntry.Kind.ADJUSTMENT,
+                amount=value,
+                period=current_period(),
+                reason=reason,
+                actor=actor,
+                idempotency_key=f"adjust:{idempotency_key}" if idempotency_key else None,
+            )
+    except IntegrityError:
+        raise ValidationFailed("This idempotency_key was already used.", field="idempotency_key") from None
+    publish_catalog_change()
+    return entry
+
+
+def _open_period(project: Project, period: date) -> bool:
+    """Close the months before `period` (expire what was left of their allowances) and write
+    `period`'s allowance. Idempotent and safe to run concurrently. True when it wrote the allowance."""
+    budget = Budget.objects.filter(scope=Budget.Scope.PROJECT, project=project).first()
+    if budget is None:
+        return False
+    entries = LedgerEntry.objects.filter(project=project)
+    closed = set(entries.filter(kind=LedgerEntry.Kind.EXPIRY).values_list("period", flat=True))
+    open_months = set(
+        entries.filter(kind=LedgerEntry.Kind.ALLOWANCE, period__lt=period).values_list("period", flat=True)
+    )
+    now = datetime.now(UTC)
+    rows = []
+    for month in sorted(open_months - closed):
+        totals = entries.filter(period=month).aggregate(
+            allowance=Sum("amount", filter=Q(kind=LedgerEntry.Kind.ALLOWANCE)),
+            usage=Sum("amount", filter=Q(kind=LedgerEntry.Kind.USAGE)),
+        )
+        unused = (totals["allowance"] or Decimal(0)) + (totals["usage"] or Decimal(0))
+        rows.append(
+            LedgerEntry(
+                created_at=now,
+                period=month,
+                kind=LedgerEntry.Kind.EXPIRY,
+                amount=-max(unused, Decimal(0)),
+                project=project,
+                business_unit_id=project.business_unit_id,
+                reason=f"Unused allowance of {label(month)} expired",
+                idempotency_key=f"expiry:{project.id}:{label(month)}",
+            )
+        )
+    allowance_key = f"allowance:{project.id}:{label(period)}"
+    had_allowance = entries.filter(idempotency_key=allowance_key).exists()
+    if not had_allowance:
+        rows.append(
+            LedgerEntry(
+                created_at=now,
+                period=period,
+                kind=LedgerEntry.Kind.ALLOWANCE,
+                amount=budget.monthly_limit,
+                project=project,
+                business_unit_id=project.business_unit_id,
+                reason=f"Monthly allowance for {label(period)}",
+                idempotency_key=allowance_key,
+            )
+        )
+    if rows:
+        LedgerEntry.objects.bulk_create(rows, ignore_conflicts=True)
+    return not had_allowance
+
+
+def open_period(*, project_id: int, period: date | None = None) -> None:
+    """Make sure the project's month is open (see `_open_period`). Called when a budget is read
+    for a new month, and by the monthly beat task."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return
+    with transaction.atomic():
+        _open_period(project, period or current_period())
+
+
+def open_all_periods() -> int:
+    """Open the current month for every project with a budget (Celery beat, first of the month)."""
+    ids = list(Budget.objects.filter(scope=Budget.Scope.PROJECT).values_list("project_id", flat=True))
+    for project_id in ids:
+        open_period(project_id=project_id)
+    return len(ids)
+
+
+def record_usage(*, entries: Iterable[dict[str, Any]]) -> int:
+    """One usage debit per request that used tokens or money, linked by request id. Idempotent:
+    a request already debited is skipped (a retried flush never charges twice)."""
+    rows = []
+    for entry in entries:
+        project_id = entry.get("project_id")
+        cost = entry.get("cost")
+        tokens = entry.get("input_tokens", 0) + entry.get("output_tokens", 0)
+        if project_id is None or (not tokens and not cost):
+            continue
+        rows.append(
+            LedgerEntry(
+                created_at=entry["created_at"],
+                period=period_of(entry["created_at"]),
+                kind=LedgerEntry.Kind.USAGE,
+                amount=-(cost or Decimal(0)),
+                project_id=project_id,
+                business_unit_id=entry.get("business_unit_id"),
+                key_id=entry.get("key_id"),
+                key_prefix=entry.get("key_prefix", ""),
+                request_id=entry["request_id"],
+                model=entry.get("answered_model") or entry.get("model", ""),
+                input_tokens=entry.get("input_tokens", 0),
+                output_tokens=entry.get("output_tokens", 0),
+                cached_tokens=entry.get("cached_tokens", 0),
+                estimated=entry.get("usage_estimated", False),
+                priced=cost is not None,
+            )
+        )
+    LedgerEntry.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
