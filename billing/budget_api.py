@@ -33,7 +33,8 @@ def _amount(value: Decimal | None) -> str | None:
 
 
 class BudgetIn(Schema):
-    monthly_limit: Decimal = Field(description='Per calendar month, e.g. "100.00".')
+    # `| str`: a string that is no number ("abc") reaches the service, which answers 400 naming the field.
+    monthly_limit: Decimal | str = Field(description='Per calendar month, e.g. "100.00".')
     hard: bool = Field(default=True, description="Refuse requests once reached (false: only alert).")
     thresholds: list[int] | None = Field(default=None, description="Alert percentages; default [50, 80, 100].")
     webhook_url: str = Field(default="", description="Optional incoming-webhook URL for alerts.")
@@ -164,13 +165,13 @@ def delete_unit_budget(request: HttpRequest, unit_id: int) -> Status[None]:
 
 
 class CreditIn(Schema):
-    amount: Decimal = Field(description='More than zero, e.g. "25.00".')
+    amount: Decimal | str = Field(description='More than zero, e.g. "25.00".')
     reason: str = Field(max_length=500)
     idempotency_key: str = Field(description="The same key grants once, however often it is sent.")
 
 
 class AdjustmentIn(Schema):
-    amount: Decimal = Field(description='Positive adds, negative takes away, e.g. "-5.00".')
+    amount: Decimal | str = Field(description='Positive adds, negative takes away, e.g. "-5.00".')
     reason: str = Field(max_length=500)
     idempotency_key: str | None = None
 
@@ -277,10 +278,13 @@ class BalanceOut(Schema):
 @router.get("/projects/{project_id}/balance", response={200: BalanceOut, 404: ErrorOut, 503: ErrorOut})
 def get_balance(request: HttpRequest, project_id: int) -> BalanceOut:
     project = _project(project_id)
+    month = selectors.current_period()
     item = selectors.project_budget(project.id)
-    standing = selectors.project_standing(item) if item is not None else None
-    spent = standing.spent if standing else selectors.month_spend(project_id=project.id)
-    period = label(standing.period) if standing else label(selectors.current_period())
+    if item is not None:  # first read in a new month: expire last month's allowance, add this one's
+        services.open_period(project_id=project.id, period=month)
+    standing = selectors.project_standing(item, month) if item is not None else None
+    spent = standing.spent if standing else selectors.month_spend(project_id=project.id, period=month)
+    period = label(month)
     try:
         reserved = Decimal(budget.held_now(scope=budget.project_scope(project.id), period=period)) * _MICRO
     except Exception as exc:

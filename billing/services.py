@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
-from billing.models import Budget, LedgerEntry, validate_thresholds
+from billing.models import Budget, LedgerEntry
 from billing.periods import current_period, label, period_of
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
@@ -82,31 +82,34 @@ def set_budget(
     thresholds = sorted(set(thresholds)) if thresholds is not None else None
     with transaction.atomic(durable=True):
         budget = Budget.objects.select_for_update().filter(**where.filter()).first()
-        previous = budget.monthly_limit if budget is not None else None
         if budget is None:
             budget = Budget(**where.filter())
         budget.monthly_limit, budget.hard, budget.webhook_url = limit, hard, webhook_url
         if thresholds is not None:
             budget.thresholds = thresholds
         try:
-            validate_thresholds(budget.thresholds)
-            budget.full_clean(validate_constraints=False)
+            budget.full_clean(validate_constraints=False)  # runs validate_thresholds, naming the field
         except ValidationError as exc:
             field, messages = next(iter(exc.message_dict.items()))
             raise ValidationFailed(" ".join(messages), field=None if field == "__all__" else field) from None
         budget.save()
         if where.project is not None:
             period = current_period()
-            opened = _open_period(where.project, period)
-            if not opened and previous is not None and previous != limit:
-                _add(
-                    project=where.project,
-                    kind=LedgerEntry.Kind.ALLOWANCE,
-                    amount=limit - previous,
-                    period=period,
-                    reason=f"Monthly limit changed from {previous} to {limit}",
-                    actor=actor,
-                )
+            if not _open_period(where.project, period):
+                # The month's allowance so far, not the old row's limit: the budget may have been
+                # deleted and set again this month (its first allowance stays in the ledger).
+                allowed = LedgerEntry.objects.filter(
+                    project=where.project, period=period, kind=LedgerEntry.Kind.ALLOWANCE
+                ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+                if allowed != limit:
+                    _add(
+                        project=where.project,
+                        kind=LedgerEntry.Kind.ALLOWANCE,
+                        amount=limit - allowed,
+                        period=period,
+                        reason=f"Monthly limit changed from {allowed.quantize(_CENT)} to {limit}",
+                        actor=actor,
+                    )
     publish_catalog_change()
     return budget
 
