@@ -344,9 +344,12 @@ def persist(*, entries: list[dict[str, Any]]) -> int:
     buffer's writer). Idempotent: rows and debits already written are skipped. Then queue the
     budget-alert check for the projects that spent."""
     logs = [{k: v for k, v in entry.items() if k != "business_unit_id"} for entry in entries]
-    with transaction.atomic():
-        written = gateway_services.record_request_logs(entries=logs)
-        debited = services.record_usage(entries=entries)
+    try:
+        with transaction.atomic():
+            written = gateway_services.record_request_logs(entries=logs)
+            debited = services.record_usage(entries=entries)
+    finally:
+        close_old_connections()  # a worker thread of the log buffer: give the connection back
     if debited:
         spenders = sorted({e["project_id"] for e in entries if e.get("project_id") is not None})
         keys = sorted({e["key_id"] for e in entries if e.get("key_id") is not None})

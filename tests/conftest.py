@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -137,30 +137,38 @@ class Setup:
 _logs_since: list = []  # when the current test started watching the request log
 
 
+def _wait_for_log_writes() -> None:
+    """Until the log buffer has written what it holds (at most 5 s)."""
+    from gateway.proxy import logbuffer
+
+    deadline = time.monotonic() + 5
+    while logbuffer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _drain_request_logs() -> None:
     """Let rows of earlier tests' requests reach the database, then forget them. Rows of requests
     that were still running (a stream being cut) may land later: `logged` ignores them by time."""
     from django.utils import timezone
 
     from gateway.models import RequestLog
-    from gateway.proxy import logbuffer
 
-    deadline = time.monotonic() + 5
-    while logbuffer.pending() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_log_writes()
     RequestLog.objects.all().delete()
     _logs_since[:] = [timezone.now()]
 
 
 @pytest.fixture
-def gateway_setup(transactional_db, upstream: MockUpstream, live_gateway: str) -> Setup:  # type: ignore[no-untyped-def]
+def gateway_setup(transactional_db, upstream: MockUpstream, live_gateway: str) -> Iterator[Setup]:  # type: ignore[no-untyped-def]
     """A project allowed `gpt-test` (served by the mock upstream) with one key."""
     _drain_request_logs()
     provider = ProviderFactory(name="mock", base_url=upstream.url)
     DeploymentFactory(model=ModelFactory(name="gpt-test"), provider=provider, upstream_model="upstream-gpt")
     project = services.create_project(name="Shop", business_unit=BusinessUnitFactory(), allowed_models=["gpt-test"])
     issued = services.create_virtual_key(project=project, name="ci")
-    return Setup(project=project, secret=issued.secret, model="gpt-test", key_id=issued.key.id)
+    yield Setup(project=project, secret=issued.secret, model="gpt-test", key_id=issued.key.id)
+    # Before the database is emptied: a log write (two tables) racing the emptying can deadlock.
+    _wait_for_log_writes()
 
 
 def logged(count: int = 1, timeout: float = 5.0) -> list:

@@ -26,6 +26,7 @@ _rows: deque[dict[str, Any]] = deque()
 _wake = asyncio.Event()
 _task: asyncio.Task[None] | None = None
 dropped = 0  # rows lost to the bound since the process started
+_writing = 0  # rows handed to the database and not yet written
 _write = sync_to_async(budget.persist, thread_sensitive=False)  # log rows and ledger debits together
 
 
@@ -43,7 +44,8 @@ def append(row: dict[str, Any]) -> None:
 
 
 def pending() -> int:
-    return len(_rows)
+    """Rows buffered or being written right now."""
+    return len(_rows) + _writing
 
 
 def _ensure_flusher() -> None:
@@ -54,8 +56,10 @@ def _ensure_flusher() -> None:
 
 async def flush() -> bool:
     """Write everything buffered now. False when the database refused (rows stay buffered)."""
+    global _writing
     while _rows:
         batch = [_rows.popleft() for _ in range(min(len(_rows), settings.LOG_FLUSH_BATCH))]
+        _writing = len(batch)
         try:
             await _write(entries=batch)
         except Exception as exc:
@@ -67,6 +71,8 @@ async def flush() -> bool:
                 len(_rows),
             )
             return False
+        finally:
+            _writing = 0
     return True
 
 

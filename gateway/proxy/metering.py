@@ -7,6 +7,8 @@ a stream cut short, a client that went away), it is estimated from the text that
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -180,16 +182,34 @@ class Trace:
         chosen = isinstance(output, int) and not isinstance(output, bool) and output >= 0
         if not chosen:
             output = model.default_max_tokens or settings.DEFAULT_MAX_TOKENS
-        self.ticket = await ratelimit.acquire(
-            limits=limits,
-            tokens=self.prompt_tokens_estimate + output if limits.key_tpm or limits.project_tpm else output,
-            stream=stream,
-        )
-        await self._reserve(key, model, output)
-        if self.reservation is not None and not chosen:
+        tokens = self.prompt_tokens_estimate + output if limits.key_tpm or limits.project_tpm else output
+        hold = await self._budget_hold(key, model, output)
+        if hold is None:
+            self.ticket = await ratelimit.acquire(limits=limits, tokens=tokens, stream=stream)
+            return
+        # Both checks leave together (one Redis round trip, see gateway/redis_scripts.py): the
+        # reservation's task is started first, and its script joins the rate limiter's.
+        caps, worst = hold
+        reserving = asyncio.ensure_future(budget.reserve(caps, request_id=self.request_id, amount=worst))
+        try:
+            self.ticket = await ratelimit.acquire(limits=limits, tokens=tokens, stream=stream)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the rate limit's refusal is the answer
+                self.reservation = await reserving  # ... and `release()` frees what was held
+            raise
+        try:
+            self.reservation = await reserving
+        except budget.BudgetExceeded as exc:  # `release()` gives the ticket's tokens back
+            raise QuotaExceeded(str(exc)) from None
+        except budget.BudgetUnavailable as exc:
+            raise BudgetUnavailable(str(exc)) from None
+        if not chosen:
             body["max_completion_tokens"] = output  # the worst case holds only if the output is capped
 
-    async def _reserve(self, key: KeySnapshot, model: ModelSnapshot, output: int) -> None:
+    async def _budget_hold(
+        self, key: KeySnapshot, model: ModelSnapshot, output: int
+    ) -> tuple[budget.Caps, Decimal] | None:
+        """The hard budgets this request must fit in and its worst-case cost; None when none governs it."""
         try:
             caps = await budget.caps_for(
                 project_id=key.project_id, key_id=key.id, business_unit_id=key.business_unit_id
@@ -197,7 +217,7 @@ class Trace:
         except budget.BudgetUnavailable as exc:
             raise BudgetUnavailable(str(exc)) from None
         if not caps.budgeted:
-            return
+            return None
         prices = await worst_prices(key, model)
         if prices is None:
             raise PermissionDenied(
@@ -207,14 +227,8 @@ class Trace:
                 code="model_not_priced",
             )
         if not caps.caps:
-            return  # soft budgets only: they alert, they never refuse
-        worst = (self.prompt_tokens_estimate * prices[0] + output * prices[1]) / _PER_MILLION
-        try:
-            self.reservation = await budget.reserve(caps, request_id=self.request_id, amount=worst)
-        except budget.BudgetExceeded as exc:
-            raise QuotaExceeded(str(exc)) from None
-        except budget.BudgetUnavailable as exc:
-            raise BudgetUnavailable(str(exc)) from None
+            return None  # soft budgets only: they alert, they never refuse
+        return caps, (self.prompt_tokens_estimate * prices[0] + output * prices[1]) / _PER_MILLION
 
     async def release(self) -> None:
         """Settle what was held to what was used: the token reservation, the stream slot and the
@@ -225,12 +239,14 @@ class Trace:
         usage = self.final_usage()
         if self.routed is not None and self.routed.deployment is not None:
             self.cost = cost_of(usage, self.routed.deployment)
-        if self.reservation is not None:
-            await budget.settle(self.reservation, cost=self.cost)
-        if self.ticket is None:
-            return
-        await ratelimit.adjust(self.ticket, actual_tokens=usage.input_tokens + usage.output_tokens)
-        if self.ticket.holds_stream:
+        settling = None
+        if self.reservation is not None:  # in one Redis round trip with the token correction
+            settling = asyncio.ensure_future(budget.settle(self.reservation, cost=self.cost))
+        if self.ticket is not None:
+            await ratelimit.adjust(self.ticket, actual_tokens=usage.input_tokens + usage.output_tokens)
+        if settling is not None:
+            await settling
+        if self.ticket is not None and self.ticket.holds_stream:
             await ratelimit.release_stream(self.ticket)
 
     def limit_headers(self, response: HttpResponseBase) -> None:

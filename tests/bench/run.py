@@ -65,11 +65,14 @@ BODY: dict[str, Any] = {
     "max_tokens": 32,
     "temperature": 0,
 }
-TARGETS = ("direct", "forwarder", "gateway", "litellm")
+# `gateway-governed`: the same gateway with a hard budget (prices set), and RPM/TPM limits on the
+# key and the project, all far above the load: the cost of the governance on the hot path.
+TARGETS = ("direct", "forwarder", "gateway", "gateway-governed", "litellm")
 ALL_TARGETS = (*TARGETS, "forwarder-stock")
 GOAL_ADDED_P50_MS = 1.5
 GOAL_VS_LITELLM = 5.0
 GOAL_VS_FORWARDER = 0.70
+GOAL_GOVERNANCE_P50_MS = 1.0
 NOISY_PCT = 10  # % of a core used by processes outside the bench during a measured run
 
 
@@ -162,7 +165,7 @@ def gateway_env() -> dict[str, str]:
     }
 
 
-def prepare_gateway(env: dict[str, str], upstream: str) -> str:
+def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = False) -> str:
     """A fresh database and Redis index, migrated and seeded through gateway.services; returns the key."""
     import psycopg
     import redis
@@ -181,18 +184,19 @@ def prepare_gateway(env: dict[str, str], upstream: str) -> str:
         raise Skip(f"Postgres or Redis is not usable ({type(exc).__name__}: {exc})") from None
     python = str(VENV_BIN / "python")
     run([python, "manage.py", "migrate", "--noinput", "-v0"], timeout=300, env=env)
-    output = run([python, "-m", "tests.bench.seed", "--upstream", upstream], timeout=120, env=env).stdout
+    seed = [python, "-m", "tests.bench.seed", "--upstream", upstream, *(["--governed"] if governed else [])]
+    output = run(seed, timeout=120, env=env).stdout
     for line in output.splitlines():
         if line.startswith("BENCH_KEY "):
             return line.split(" ", 1)[1].strip()
     raise RuntimeError(f"tests.bench.seed printed no key:\n{output[-2000:]}")
 
 
-def start_gateway(upstream: str) -> tuple[Proc, Endpoint]:
+def start_gateway(upstream: str, *, governed: bool = False) -> tuple[Proc, Endpoint]:
     env = gateway_env()
-    key = prepare_gateway(env, upstream)
+    key = prepare_gateway(env, upstream, governed=governed)
     port = free_port()
-    proc = _gunicorn("gateway", "gateway.asgi:application", port, env)
+    proc = _gunicorn("gateway-governed" if governed else "gateway", "gateway.asgi:application", port, env)
     wait_for_port(port, timeout=60, proc=proc)
     return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key)
 
@@ -359,9 +363,14 @@ def evaluate(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str])
         if (direct := ok("direct", scenario)) and direct.rps:
             ratios[f"gateway/direct throughput, {scenario}"] = gateway[scenario].rps / direct.rps
     for scenario in ("non-stream c=1", "stream c=1"):
-        for name in ("gateway", "forwarder"):  # the forwarder's shows what the framework alone adds
+        for name in ("gateway", "gateway-governed", "forwarder"):  # the forwarder: the framework alone
             if (r := ok(name, scenario)) and (direct := ok("direct", scenario)):
                 ratios[f"{name} added p50 ms over direct, {scenario}"] = r.p50_ms - direct.p50_ms
+        if (governed := ok("gateway-governed", scenario)) and (plain := ok("gateway", scenario)):
+            ratios[f"budgets and rate limits added p50 ms, {scenario}"] = governed.p50_ms - plain.p50_ms
+    for scenario in ("non-stream c=32", "stream c=32"):
+        if (governed := ok("gateway-governed", scenario)) and (plain := ok("gateway", scenario)) and plain.rps:
+            ratios[f"gateway-governed/gateway throughput, {scenario}"] = governed.rps / plain.rps
     for peer_name, label in (
         ("forwarder", "forwarder"),
         ("forwarder-stock", "forwarder-stock"),
@@ -428,6 +437,15 @@ def evaluate(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str])
             missing("gateway", "forwarder"),
             error_notes(("gateway", scenario), ("forwarder", scenario)),
         )
+    governance = ratios.get("budgets and rate limits added p50 ms, non-stream c=1")
+    goal(
+        f"budgets and rate limits add <= {GOAL_GOVERNANCE_P50_MS} ms at p50 (c=1, non-stream)",
+        governance,
+        governance is not None and governance <= GOAL_GOVERNANCE_P50_MS,
+        f"{governance:.2f} ms" if governance is not None else "",
+        missing("gateway", "gateway-governed"),
+        error_notes(("gateway", "non-stream c=1"), ("gateway-governed", "non-stream c=1")),
+    )
     return ratios, goals
 
 
@@ -487,6 +505,7 @@ STARTERS: dict[str, Callable[[str], tuple[Proc | None, Endpoint]]] = {
     "forwarder": start_forwarder,
     "forwarder-stock": lambda upstream: start_forwarder(upstream, handler="stock"),
     "gateway": start_gateway,
+    "gateway-governed": lambda upstream: start_gateway(upstream, governed=True),
     "litellm": start_litellm,
 }
 
@@ -677,7 +696,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target from the issue is missed")
     parser.add_argument("--profile", action="store_true", help="profile the gateway under py-spy instead")
-    parser.add_argument("--profile-target", choices=("gateway", "forwarder", "litellm"), default="gateway")
+    parser.add_argument(
+        "--profile-target", choices=("gateway", "gateway-governed", "forwarder", "litellm"), default="gateway"
+    )
     parser.add_argument(
         "--profile-scenario", choices=[s.name for s in SCENARIOS], default="non-stream c=32", help="(non-stream c=32)"
     )

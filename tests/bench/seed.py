@@ -8,34 +8,48 @@ from __future__ import annotations
 
 import argparse
 import os
+from decimal import Decimal
 
 MODEL = "bench-model"
 UPSTREAM_MODEL = "upstream-model"
 
 
-def seed(*, upstream: str) -> str:
+def seed(*, upstream: str, governed: bool = False) -> str:
+    from billing import services as billing
     from gateway import services
 
     unit = services.create_business_unit(name="Benchmark")
     provider = services.create_provider(
         name="bench-mock", kind="openai_compatible", base_url=upstream, api_key="sk-bench", approved=True
     )
-    services.create_model(
+    model = services.create_model(
         name=MODEL, deployments=[services.DeploymentSpec(provider=provider, upstream_model=UPSTREAM_MODEL)]
     )
     project = services.create_project(name="bench", business_unit=unit, allowed_models=[MODEL])
-    return services.create_virtual_key(project=project, name="bench").secret
+    issued = services.create_virtual_key(project=project, name="bench")
+    if governed:  # every control on, far above the load: what they cost, not what they refuse
+        for deployment in model.deployments.all():
+            services.set_deployment_prices(
+                deployment=deployment, input_price=Decimal("2.50"), output_price=Decimal("10.00")
+            )
+        billing.set_budget(target=project, monthly_limit="1000000000.00")
+        billing.set_budget(target=issued.key, monthly_limit="1000000000.00")
+        limits = {"rpm_limit": 2_000_000_000, "tpm_limit": 2_000_000_000}
+        services.update_project(project=project, **limits)
+        services.set_key_limits(key=issued.key, max_streams=None, **limits)
+    return issued.secret
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="the mock upstream's /v1 URL")
+    parser.add_argument("--governed", action="store_true", help="budgets, prices and rate limits on")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
     import django
 
     django.setup()
-    print("BENCH_KEY", seed(upstream=args.upstream), flush=True)
+    print("BENCH_KEY", seed(upstream=args.upstream, governed=args.governed), flush=True)
 
 
 if __name__ == "__main__":

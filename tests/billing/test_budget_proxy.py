@@ -173,14 +173,17 @@ def test_client_output_limit_is_left_alone(priced, live_gateway, upstream):
     assert upstream.state.last().body["max_tokens"] == 20
 
 
-def test_upstream_error_costs_nothing_and_frees_the_reservation(priced, live_gateway, upstream):
+@pytest.mark.parametrize(("upstream_status", "status"), [(500, 502), (400, 400), (429, 429)])
+def test_upstream_error_costs_nothing_and_frees_the_reservation(
+    priced, live_gateway, upstream, upstream_status, status
+):
     services.set_budget(target=priced.project, monthly_limit="10.00")
-    Deployment.objects.update(upstream_model="mock-status-500")
+    Deployment.objects.update(upstream_model=f"mock-status-{upstream_status}")
     catalog.invalidate()
 
     response = _post(live_gateway, priced.secret, max_tokens=50)
 
-    assert response.status_code == 502
+    assert response.status_code == status
     logged(1)
     assert _debits(0, timeout=0.3) == []
     assert _reserved(priced.project.id) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import anthropic
@@ -9,6 +10,7 @@ import pytest
 
 from gateway import services
 from gateway.models import Model, Project, Provider
+from tests.conftest import _wait_for_log_writes
 from tests.factories import BusinessUnitFactory, DeploymentFactory, ModelFactory, ProviderFactory
 from tests.gateway.providers.conftest import anthropic_upstream, mock_anthropic  # noqa: F401 - fixtures
 from tests.mock_anthropic import MockAnthropic
@@ -45,16 +47,17 @@ def messages_setup(
     live_gateway: str,
     anthropic_upstream: MockAnthropic,  # noqa: F811 - the fixture imported above
     upstream: MockUpstream,
-) -> MessagesSetup:
+) -> Iterator[MessagesSetup]:
     project = services.create_project(name="Shop", business_unit=BusinessUnitFactory())
     issued = services.create_virtual_key(project=project, name="ci")
-    return MessagesSetup(
+    yield MessagesSetup(
         project=project,
         secret=issued.secret,
         gateway=live_gateway,
         anthropic=ProviderFactory(name="anthropic-mock", kind=Provider.Kind.ANTHROPIC, base_url=anthropic_upstream.url),
         openai=ProviderFactory(name="openai-mock", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url=upstream.url),
     )
+    _wait_for_log_writes()  # before the database is emptied
 
 
 @pytest.fixture

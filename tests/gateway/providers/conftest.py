@@ -10,6 +10,7 @@ import pytest
 
 from gateway import services
 from gateway.models import Model, Project, Provider
+from tests.conftest import _wait_for_log_writes
 from tests.factories import BusinessUnitFactory, DeploymentFactory, ModelFactory, ProviderFactory
 from tests.mock_anthropic import MockAnthropic
 from tests.mock_azure import MockAzure
@@ -67,14 +68,16 @@ def _setup(live_gateway: str, provider: Provider) -> ProviderSetup:
 
 
 @pytest.fixture
-def anthropic_setup(transactional_db, live_gateway: str, anthropic_upstream: MockAnthropic) -> ProviderSetup:  # type: ignore[no-untyped-def]
+def anthropic_setup(transactional_db, live_gateway: str, anthropic_upstream: MockAnthropic) -> Iterator[ProviderSetup]:  # type: ignore[no-untyped-def]
     """A project with a key; `serve()` adds models that the mock Anthropic upstream answers."""
     provider = ProviderFactory(name="anthropic-mock", kind=Provider.Kind.ANTHROPIC, base_url=anthropic_upstream.url)
-    return _setup(live_gateway, provider)
+    yield _setup(live_gateway, provider)
+    _wait_for_log_writes()  # before the database is emptied
 
 
 @pytest.fixture
-def azure_setup(transactional_db, live_gateway: str, azure_upstream: MockAzure) -> ProviderSetup:  # type: ignore[no-untyped-def]
+def azure_setup(transactional_db, live_gateway: str, azure_upstream: MockAzure) -> Iterator[ProviderSetup]:  # type: ignore[no-untyped-def]
     """A project with a key; `serve()` adds models that the mock Azure resource answers."""
     provider = ProviderFactory(name="azure-mock", kind=Provider.Kind.AZURE_OPENAI, base_url=azure_upstream.url)
-    return _setup(live_gateway, provider)
+    yield _setup(live_gateway, provider)
+    _wait_for_log_writes()  # before the database is emptied
