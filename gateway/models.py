@@ -39,6 +39,17 @@ class BusinessUnit(models.Model):
         return self.name
 
 
+class LogBodies(models.TextChoices):
+    """What the request log keeps of bodies, from the least strict to the strictest."""
+
+    FULL = "full", "Full bodies"
+    REDACTED = "redacted", "Bodies with PII and secrets redacted"
+    METADATA = "metadata", "Metadata only (no bodies)"
+
+
+LOG_BODIES_STRICTNESS = [LogBodies.FULL, LogBodies.REDACTED, LogBodies.METADATA]
+
+
 class Project(models.Model):
     name = models.CharField(max_length=120)
     business_unit = models.ForeignKey(BusinessUnit, on_delete=models.PROTECT, related_name="projects")
@@ -46,6 +57,15 @@ class Project(models.Model):
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="gateway.Membership", related_name="projects")
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: none.")
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: none.")
+    log_bodies = models.CharField(
+        max_length=10,
+        choices=LogBodies.choices,
+        blank=True,
+        help_text="Empty: the organisation's default (LOG_BODIES). A project may only be stricter than it.",
+    )
+    log_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days request logs are kept; empty: LOG_RETENTION_DAYS."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -253,12 +273,20 @@ class RequestLog(models.Model):
     latency_ms = models.FloatField(default=0.0)
     ttft_ms = models.FloatField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    guardrails = models.JSONField(default=list, blank=True, help_text="Guardrail verdicts: check, action, where.")
+    bodies = models.CharField(max_length=10, choices=LogBodies.choices, default=LogBodies.METADATA)
+    request_body = models.TextField(blank=True, help_text="As the project's policy keeps it (JSON).")
+    response_body = models.TextField(blank=True, help_text="As the project's policy keeps it; streams reassembled.")
+    bodies_truncated = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            models.Index(fields=["-created_at", "-id"], name="requestlog_recent"),
             models.Index(fields=["project", "-created_at", "-id"], name="requestlog_project_recent"),
             models.Index(fields=["key", "-created_at", "-id"], name="requestlog_key_recent"),
+            models.Index(fields=["project", "model", "-created_at", "-id"], name="requestlog_project_model"),
+            models.Index(fields=["project", "status_code", "-created_at", "-id"], name="requestlog_project_status"),
         ]
 
     def __str__(self) -> str:

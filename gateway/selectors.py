@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections
 from django.db.models import Prefetch, QuerySet
 
-from gateway import crypto, health_state
+from gateway import crypto, health_state, log_bodies
 from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
 from gateway.secrets_format import digest, digests_match
 
@@ -33,6 +33,7 @@ class KeySnapshot:
     max_streams: int | None = None
     project_rpm_limit: int | None = None
     project_tpm_limit: int | None = None
+    log_bodies: str = "metadata"  # effective: the organisation's default, or the project's if stricter
 
     def is_active(self, at: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > at)
@@ -117,6 +118,7 @@ def key_snapshot(*, secret: str) -> KeySnapshot | None:
         max_streams=key.max_streams,
         project_rpm_limit=key.project.rpm_limit,
         project_tpm_limit=key.project.tpm_limit,
+        log_bodies=log_bodies.effective(key.project.log_bodies),
     )
 
 

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import crypto, health_state, probes
+from gateway import crypto, health_state, log_bodies, probes
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -506,8 +506,16 @@ def revoke_admin_token(*, token: AdminToken) -> None:
 
 @transaction.atomic  # not durable: billing writes the debits in the same transaction
 def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
-    """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped."""
-    rows = [RequestLog(**entry) for entry in entries]
+    """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped.
+
+    An entry's `bodies` is (policy, request, response) as the proxy saw them; they are rendered
+    here, in the writer's thread, as the policy says (gateway/log_bodies.py)."""
+    rows = []
+    for entry in entries:
+        fields = dict(entry)
+        if isinstance(bodies := fields.pop("bodies", None), tuple):
+            fields |= log_bodies.render(*bodies)
+        rows.append(RequestLog(**fields))
     RequestLog.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 

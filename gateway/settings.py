@@ -210,6 +210,12 @@ RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 100
 LOG_FLUSH_INTERVAL = env_float("LOG_FLUSH_INTERVAL", 1.0)
 LOG_FLUSH_BATCH = env_int("LOG_FLUSH_BATCH", 500, minimum=1)
 LOG_BUFFER_MAX = env_int("LOG_BUFFER_MAX", 200_000, minimum=100)
+# What request logs keep of bodies by default: full, redacted or metadata (projects may be stricter)
+LOG_BODIES = env_str("LOG_BODIES", "redacted")
+if LOG_BODIES not in ("full", "redacted", "metadata"):
+    raise ImproperlyConfigured("LOG_BODIES must be one of: full, redacted, metadata.")
+LOG_BODY_MAX_BYTES = env_int("LOG_BODY_MAX_BYTES", 32_768, minimum=256)  # per body, then a truncation marker
+LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 30, minimum=1)
 
 # --- Billing (billing/) ---
 BILLING_CURRENCY = env_str("BILLING_CURRENCY", "EUR")

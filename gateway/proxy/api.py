@@ -65,6 +65,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.usage_from(reply.get("usage"))
         trace.saw_output(_output_text(reply.get("choices")))
+        trace.response_payload = reply
         return _json(reply, trace.request_id)
 
     wants_usage = options.get("include_usage") is True
@@ -154,6 +155,8 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     reply = await router.embeddings(key, model, body, routed)
     reply["model"] = routed.model.name  # type: ignore[union-attr]
     trace.usage = metering.usage_from(reply.get("usage"), output_optional=True)
+    vectors = reply.get("data")
+    trace.response_payload = reply | {"data": f"{len(vectors) if isinstance(vectors, list) else 0} embedding(s)"}
     return _json(reply, trace.request_id)
 
 

@@ -172,6 +172,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
+    trace.request_payload = body
     await trace.admit(body, stream=stream, model=model)
     trace.routed = routed = Routed()
     if not stream:
@@ -179,6 +180,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.anthropic_usage(reply.get("usage"))
         trace.saw_output(_message_text(reply.get("content")))
+        trace.response_payload = reply
         return _json(reply, request_id)
 
     opened = await router.route(key, model, routed, _opener(body, version))

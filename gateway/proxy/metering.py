@@ -152,6 +152,8 @@ class Trace:
     error_code: str = ""
     usage: Usage | None = None
     prompt_source: Any = None
+    request_payload: Any = None  # the parsed body, for the log (rendered by policy off the response path)
+    response_payload: Any = None  # the answer; a stream's is reassembled from `output_text`
     output_text: list[str] = field(default_factory=list)
     first_token_at: float | None = None
     recorded: bool = False
@@ -257,6 +259,7 @@ class Trace:
     def prompt(self, body: dict[str, Any]) -> None:
         """Keep what is needed to estimate input tokens, should it be needed (read only then)."""
         self.prompt_source = body.get("messages") or body.get("input") or ""
+        self.request_payload = body
 
     @functools.cached_property
     def prompt_tokens_estimate(self) -> int:
@@ -326,8 +329,16 @@ class Trace:
                 "latency_ms": round((now - self.started) * 1000, 2),
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
                 "user_agent": self.user_agent[:300],
+                "bodies": (key.log_bodies if key else "metadata", self.request_payload, self._response_for_log()),
             }
         )
+
+    def _response_for_log(self) -> Any:
+        if self.response_payload is not None:
+            return self.response_payload
+        if self.stream and self.output_text:
+            return {"stream": True, "content": "".join(self.output_text)}  # reassembled
+        return None
 
 
 View = Callable[..., Awaitable[HttpResponseBase]]

@@ -162,6 +162,8 @@ def gateway_env() -> dict[str, str]:
         "SECRETS_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "DEBUG": "0",
         "DATA_DIR": str(STATE / "gateway-data"),
+        # Bodies in the request log: `metadata` (the foundation's figures) unless asked for.
+        "LOG_BODIES": os.environ.get("LOG_BODIES", "metadata"),
     }
 
 
