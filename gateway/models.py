@@ -313,3 +313,43 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.user}: {self.title}"
+
+
+class GuardrailPolicy(models.Model):
+    """Which guardrail checks run on a project's requests and answers, and what each one does.
+
+    The organisation's row is the floor and the default: a project's own row may only make a
+    check stricter (off < flag < redact < block), never looser. See gateway/guardrail_policy.py.
+    """
+
+    class Scope(models.TextChoices):
+        ORGANISATION = "organisation", "Organisation (floor and default)"
+        PROJECT = "project", "Project"
+
+    scope = models.CharField(max_length=12, choices=Scope.choices, default=Scope.PROJECT)
+    project = models.OneToOneField(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="guardrail_policy"
+    )
+    input = models.JSONField(default=dict, blank=True, help_text='Check -> action, e.g. {"pii": "redact"}.')
+    output = models.JSONField(default=dict, blank=True, help_text='Check -> action, e.g. {"secrets": "block"}.')
+    denylist = models.JSONField(default=list, blank=True, help_text='Terms, or "re:<regex>".')
+    restore_redactions = models.BooleanField(
+        default=False, help_text="Put the redacted values back into the answer for the caller."
+    )
+    max_input_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no cap.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope"], condition=models.Q(scope="organisation"), name="one_organisation_guardrail_policy"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="organisation", project__isnull=True)
+                | models.Q(scope="project", project__isnull=False),
+                name="guardrail_policy_targets_its_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Organisation guardrail floor" if self.project_id is None else f"Guardrails of {self.project}"

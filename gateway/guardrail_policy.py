@@ -1,0 +1,135 @@
+"""Guardrail policies: what each check does on the way in and out, and the organisation's floor.
+
+A policy names an action per check: `off`, `flag` (record and count only), `redact` (replace
+matches with placeholders such as <EMAIL_1>) or `block` (refuse with 400 `guardrail_blocked`).
+Actions are ordered by strictness, off < flag < redact < block. The organisation's policy is the
+floor and the default: a project's effective action is the stricter of the two, its deny list is
+the union of both, and its input cap the lower one. Pure functions; no database here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import ValidationFailed
+from gateway.guardrails import DenyListError, compile_denylist
+
+ACTIONS = ("off", "flag", "redact", "block")
+INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist")
+OUTPUT_CHECKS = ("pii", "secrets", "denylist")
+_NOT_REDACTABLE = frozenset({"prompt_injection"})  # a score over a whole text, not a span to replace
+
+# The floor when administrators have set none.
+DEFAULT_INPUT = {"pii": "flag", "secrets": "block", "prompt_injection": "flag", "denylist": "block"}
+DEFAULT_OUTPUT = {"pii": "off", "secrets": "redact", "denylist": "block"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    input: dict[str, str] = field(default_factory=dict)
+    output: dict[str, str] = field(default_factory=dict)
+    denylist: tuple[str, ...] = ()
+    restore_redactions: bool = False
+    max_input_tokens: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "input": dict(self.input),
+            "output": dict(self.output),
+            "denylist": list(self.denylist),
+            "restore_redactions": self.restore_redactions,
+            "max_input_tokens": self.max_input_tokens,
+        }
+
+
+DEFAULT_FLOOR = Policy(input=dict(DEFAULT_INPUT), output=dict(DEFAULT_OUTPUT))
+
+
+def _actions(value: Any, checks: tuple[str, ...], where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationFailed(f"{where} must be an object of check -> action.", field=where)
+    actions: dict[str, str] = {}
+    for check, action in value.items():
+        if check not in checks:
+            raise ValidationFailed(
+                f"{where}: unknown check {check!r}; the checks are {', '.join(checks)}.", field=where
+            )
+        if action not in ACTIONS:
+            raise ValidationFailed(
+                f"{where}.{check}: unknown action {action!r}; the actions are {', '.join(ACTIONS)}.", field=where
+            )
+        if action == "redact" and check in _NOT_REDACTABLE:
+            raise ValidationFailed(f"{where}.{check} cannot redact; use flag or block.", field=where)
+        actions[check] = action
+    return actions
+
+
+def validate(data: Mapping[str, Any]) -> Policy:
+    """A policy from its JSON form (the management API's, the admin's), or ValidationFailed."""
+    unknown = set(data) - {"input", "output", "denylist", "restore_redactions", "max_input_tokens"}
+    if unknown:
+        raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    denylist = data.get("denylist") or []
+    if not isinstance(denylist, list) or not all(isinstance(t, str) and t.strip() for t in denylist):
+        raise ValidationFailed('denylist is a list of terms, or "re:<regex>" patterns.', field="denylist")
+    if len(denylist) > 1000:
+        raise ValidationFailed("denylist holds at most 1000 entries.", field="denylist")
+    try:
+        compile_denylist(denylist)
+    except DenyListError as exc:
+        raise ValidationFailed(f"denylist: {exc}", field="denylist") from None
+    restore = data.get("restore_redactions", False)
+    if not isinstance(restore, bool):
+        raise ValidationFailed("restore_redactions is true or false.", field="restore_redactions")
+    cap = data.get("max_input_tokens")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ValidationFailed(
+            "max_input_tokens is a whole number of tokens, 1 or more, or null.", field="max_input_tokens"
+        )
+    return Policy(
+        input=_actions(data.get("input"), INPUT_CHECKS, "input"),
+        output=_actions(data.get("output"), OUTPUT_CHECKS, "output"),
+        denylist=tuple(dict.fromkeys(t.strip() for t in denylist)),
+        restore_redactions=restore,
+        max_input_tokens=cap,
+    )
+
+
+def _stricter(a: str, b: str) -> str:
+    return max(a, b, key=ACTIONS.index)
+
+
+def effective(floor: Policy, project: Policy | None) -> Policy:
+    """The policy that applies: the project's, made at least as strict as the floor everywhere."""
+    if project is None:
+        return floor
+
+    def merged(floor_actions: dict[str, str], own: dict[str, str], checks: tuple[str, ...]) -> dict[str, str]:
+        return {
+            check: _stricter(floor_actions.get(check, "off"), own.get(check, floor_actions.get(check, "off")))
+            for check in checks
+            if check in floor_actions or check in own
+        }
+
+    caps = [c for c in (floor.max_input_tokens, project.max_input_tokens) if c is not None]
+    return Policy(
+        input=merged(floor.input, project.input, INPUT_CHECKS),
+        output=merged(floor.output, project.output, OUTPUT_CHECKS),
+        denylist=tuple(dict.fromkeys(floor.denylist + project.denylist)),
+        restore_redactions=project.restore_redactions,
+        max_input_tokens=min(caps) if caps else None,
+    )
+
+
+def looser_than(floor: Policy, project: Policy) -> list[str]:
+    """Where a project's own policy asks for less than the floor (it is raised to the floor)."""
+    notes = []
+    for where, own, base in (("input", project.input, floor.input), ("output", project.output, floor.output)):
+        for check, action in own.items():
+            if ACTIONS.index(action) < ACTIONS.index(base.get(check, "off")):
+                notes.append(f"{where}.{check}: {action} is raised to the organisation's {base[check]}")
+    return notes

@@ -1,0 +1,67 @@
+"""Guardrail policies: validation, and the organisation's floor that projects may only tighten."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import ValidationFailed
+from gateway.guardrail_policy import DEFAULT_FLOOR, Policy, effective, looser_than, validate
+
+FIXED_POINT = {
+    "input": {"pii": "redact", "secrets": "block", "prompt_injection": "flag", "denylist": "block"},
+    "output": {"pii": "redact", "secrets": "block"},
+    "denylist": ["term", "re:regex"],
+    "restore_redactions": False,
+}
+
+
+def test_the_documented_policy_is_valid_and_round_trips():
+    policy = validate(FIXED_POINT)
+
+    assert policy.as_json() == FIXED_POINT | {"max_input_tokens": None}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"input": {"pii": "explode"}}, "input"),
+        ({"input": {"toxicity": "block"}}, "input"),
+        ({"output": {"prompt_injection": "block"}}, "output"),
+        ({"input": {"prompt_injection": "redact"}}, "input"),
+        ({"input": ["pii"]}, "input"),
+        ({"denylist": "term"}, "denylist"),
+        ({"denylist": ["re:(a+)+$"]}, "denylist"),
+        ({"denylist": [""]}, "denylist"),
+        ({"restore_redactions": "yes"}, "restore_redactions"),
+        ({"max_input_tokens": 0}, "max_input_tokens"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_policies_are_refused_naming_the_field(data, field):
+    with pytest.raises(ValidationFailed) as refused:
+        validate(data)
+
+    assert refused.value.field == field
+
+
+def test_project_may_tighten_but_never_loosen_the_floor():
+    floor = Policy(input={"secrets": "block", "pii": "flag"}, output={"secrets": "redact"}, max_input_tokens=8000)
+    own = validate({"input": {"secrets": "off", "pii": "redact"}, "output": {"pii": "block"}, "max_input_tokens": 9000})
+
+    policy = effective(floor, own)
+
+    assert policy.input == {"secrets": "block", "pii": "redact"}
+    assert policy.output == {"secrets": "redact", "pii": "block"}
+    assert policy.max_input_tokens == 8000
+    assert looser_than(floor, own) == ["input.secrets: off is raised to the organisation's block"]
+
+
+def test_deny_lists_add_up():
+    floor = Policy(denylist=("project falcon",))
+    own = validate({"denylist": ["re:internal-\\d+", "project falcon"]})
+
+    assert effective(floor, own).denylist == ("project falcon", "re:internal-\\d+")
+
+
+def test_a_project_without_its_own_policy_gets_the_floor():
+    assert effective(DEFAULT_FLOOR, None) == DEFAULT_FLOOR
