@@ -154,11 +154,14 @@ def scan_messages(
         findings.extend(replace(f, location=part.location) for f in found)
     cross = {kind for kind in _CROSS_PART_KINDS if kind in wanted or KINDS[kind] in wanted}
     if len(parts) > 1 and cross:
-        findings.extend(_split_findings(parts, frozenset(cross)))
+        findings.extend(_split_findings(parts, frozenset(cross), findings))
     return resolve_overlaps(findings)
 
 
-def _split_findings(parts: list[TextPart], kinds: frozenset[str]) -> list[Finding]:
+def _split_findings(parts: list[TextPart], kinds: frozenset[str], found: list[Finding]) -> list[Finding]:
+    """Matches that only exist across part boundaries. A match that merely runs on past the end
+    of a part already holding a whole one of its category ("a@example.nl" + "again" read as
+    "a@example.nlagain") is not one: it is dropped, every piece of it."""
     starts = []
     pos = 0
     for part in parts:
@@ -171,9 +174,19 @@ def _split_findings(parts: list[TextPart], kinds: frozenset[str]) -> list[Findin
         last = bisect_right(starts, f.end - 1) - 1
         if first == last:
             continue  # inside one part: the per-part scan has it
+        pieces = []
         for i in range(first, last + 1):
             start = max(f.start, starts[i]) - starts[i]
             end = min(f.end, starts[i] + len(parts[i].text)) - starts[i]
             if end > start:
-                out.append(replace(f, start=start, end=end, detail="split", location=parts[i].location))
+                pieces.append(replace(f, start=start, end=end, detail="split", location=parts[i].location))
+        if not any(_overlaps_one_of(piece, found) for piece in pieces):
+            out.extend(pieces)
     return out
+
+
+def _overlaps_one_of(piece: Finding, found: list[Finding]) -> bool:
+    return any(
+        f.location == piece.location and f.category == piece.category and f.start < piece.end and piece.start < f.end
+        for f in found
+    )
