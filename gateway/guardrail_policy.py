@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import ValidationFailed
-from gateway.guardrails import DenyListError, compile_denylist
+from gateway.guardrails import DenyList, DenyListError, compile_denylist
 
 ACTIONS = ("off", "flag", "redact", "block")
 INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist")
@@ -133,3 +133,30 @@ def looser_than(floor: Policy, project: Policy) -> list[str]:
             if ACTIONS.index(action) < ACTIONS.index(base.get(check, "off")):
                 notes.append(f"{where}.{check}: {action} is raised to the organisation's {base[check]}")
     return notes
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A project's effective guardrail policy, ready to run (deny list compiled)."""
+
+    policy_name: str
+    input: Mapping[str, str]  # check -> action, checks that are off left out
+    output: Mapping[str, str]
+    denylist: DenyList | None = None
+    restore: bool = False
+    max_input_tokens: int | None = None
+
+    @classmethod
+    def of(cls, policy: Policy, *, name: str) -> Rules:
+        return cls(
+            policy_name=name,
+            input={c: a for c, a in policy.input.items() if a != "off"},
+            output={c: a for c, a in policy.output.items() if a != "off"},
+            denylist=compile_denylist(policy.denylist) if policy.denylist else None,
+            restore=policy.restore_redactions,
+            max_input_tokens=policy.max_input_tokens,
+        )
+
+    @property
+    def checks_output(self) -> bool:
+        return bool(self.output) or self.restore

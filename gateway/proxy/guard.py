@@ -1,12 +1,13 @@
 """Guardrails on the hot path: a project's policy applied to a request's messages and its answer.
 
-`Rules` is the compiled effective policy a key snapshot carries. `check_input` runs before any
-rate limit, budget or upstream call: a `block` refuses the request (400 `guardrail_blocked`,
-naming the policy, the check and where, never the matched value), a `redact` replaces matches
-with placeholders before the model sees them, a `flag` only records. `OutputFilter` does the
-same for the answer, text chunk by text chunk: it holds back only what the stream scanner has
-not yet cleared, so a match split across chunks is still caught, and a non-streamed answer goes
-through the same filter in one piece, so both give the same verdicts.
+`Rules` (gateway/guardrail_policy.py), the compiled effective policy, comes with the key
+snapshot. `check_input` runs before any rate limit, budget or upstream call: a `block` refuses
+the request (400 `guardrail_blocked`, naming the policy, the check and where, never the matched
+value), a `redact` replaces matches with placeholders before the model sees them, a `flag` only
+records. `OutputFilter` does the same for the answer, text chunk by text chunk: it holds back
+only what the stream scanner has not yet cleared, so a match split across chunks is still
+caught, and a non-streamed answer goes through the same filter in one piece, so both give the
+same verdicts.
 
 Every check that found something leaves a verdict: {"where", "check", "action", "count", "kinds"}.
 Verdicts carry kinds and counts only, never matched text.
@@ -20,41 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import guardrails
-from gateway.guardrail_policy import Policy
-from gateway.guardrails import DenyList, Finding
+from gateway.guardrail_policy import Rules
+from gateway.guardrails import Finding
 from gateway.proxy.errors import ProxyError
 
 
 class GuardrailBlocked(ProxyError):
     status = 400
     code = "guardrail_blocked"
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """A project's effective guardrail policy, ready to run (deny list compiled)."""
-
-    policy_name: str
-    input: Mapping[str, str]  # check -> action, checks that are off left out
-    output: Mapping[str, str]
-    denylist: DenyList | None = None
-    restore: bool = False
-    max_input_tokens: int | None = None
-
-    @classmethod
-    def of(cls, policy: Policy, *, name: str) -> Rules:
-        return cls(
-            policy_name=name,
-            input={c: a for c, a in policy.input.items() if a != "off"},
-            output={c: a for c, a in policy.output.items() if a != "off"},
-            denylist=guardrails.compile_denylist(policy.denylist) if policy.denylist else None,
-            restore=policy.restore_redactions,
-            max_input_tokens=policy.max_input_tokens,
-        )
-
-    @property
-    def checks_output(self) -> bool:
-        return bool(self.output) or self.restore
 
 
 NO_RULES = Rules(policy_name="", input={}, output={})

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.guardrail_policy import validate
-from gateway.proxy.guard import GuardrailBlocked, OutputFilter, Rules, check_input, check_output_text
+from gateway.guardrail_policy import Rules, validate
+from gateway.proxy.guard import GuardrailBlocked, OutputFilter, check_input, check_output_text
 
 OPENAI_KEY = "sk-proj-" + "Xy7Kq2Lm9Np4Rs8Tv3Wz" * 2
 EMAIL = "jan.jansen@example.nl"
