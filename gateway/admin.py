@@ -33,7 +33,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from gateway import health_state, services
+from gateway import health_state, log_bodies, services
 from gateway.errors import ValidationFailed
 from gateway.models import (
     AdminToken,
@@ -189,7 +189,7 @@ class ProjectAdmin(ServiceAdmin):
     list_select_related = ("business_unit",)
     search_fields = ("name", "business_unit__name")
     autocomplete_fields = ("business_unit", "allowed_models")
-    readonly_fields = ("created_at",)
+    readonly_fields = ("effective_log_bodies", "created_at")
     inlines = (MembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
@@ -210,16 +210,31 @@ class ProjectAdmin(ServiceAdmin):
     def key_count(self, project: Project) -> int:
         return project.key_count  # type: ignore[attr-defined]
 
+    @admin.display(description="log bodies in force")
+    def effective_log_bodies(self, project: Project) -> str:
+        return log_bodies.effective(project.log_bodies)
+
     def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
         allowed = [model.name for model in form.cleaned_data["allowed_models"]]
-        limits = {"rpm_limit": obj.rpm_limit, "tpm_limit": obj.tpm_limit}
+        limits = {"rpm_limit": obj.rpm_limit, "tpm_limit": obj.tpm_limit, "log_retention_days": obj.log_retention_days}
         if change:
+            # The body policy is checked against the organisation's default only when it is changed.
+            policy = obj.log_bodies if "log_bodies" in form.changed_data else None
             services.update_project(
-                project=obj, name=obj.name, business_unit=obj.business_unit, allowed_models=allowed, **limits
+                project=obj,
+                name=obj.name,
+                business_unit=obj.business_unit,
+                allowed_models=allowed,
+                log_bodies=policy,
+                **limits,
             )
         else:
             created = services.create_project(
-                name=obj.name, business_unit=obj.business_unit, allowed_models=allowed, **limits
+                name=obj.name,
+                business_unit=obj.business_unit,
+                allowed_models=allowed,
+                log_bodies=obj.log_bodies,
+                **limits,
             )
             _adopt(obj, created)
 
@@ -645,11 +660,37 @@ class RequestLogAdmin(admin.ModelAdmin):
         "latency_ms",
         "stream",
     )
-    list_filter = ("status_code", "stream", "usage_estimated", "endpoint")
+    list_filter = ("status_code", "stream", "usage_estimated", "endpoint", "bodies")
     search_fields = ("request_id", "model", "key_prefix", "error_code")
     date_hierarchy = "created_at"
     list_select_related = ("project",)
     show_full_result_count = False  # no COUNT(*) over millions of rows
+    fieldsets = (
+        (None, {"fields": ("request_id", "created_at", "endpoint", "status_code", "error_code", "stream")}),
+        ("Who", {"fields": ("project", "key", "key_prefix", "member", "user_agent")}),
+        ("Route", {"fields": ("model", "answered_model", "deployment", "provider", "attempts")}),
+        (
+            "Usage and timing",
+            {
+                "fields": (
+                    ("input_tokens", "output_tokens", "cached_tokens", "usage_estimated"),
+                    "cost",
+                    ("latency_ms", "ttft_ms"),
+                )
+            },
+        ),
+        ("Guardrails", {"fields": ("guardrails",)}),
+        (
+            "Bodies (as the project's policy kept them)",
+            {"fields": ("bodies", "bodies_truncated", "request_body", "response_body")},
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RequestLog]:
+        rows = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name == "gateway_requestlog_changelist":
+            rows = rows.defer("request_body", "response_body")  # a page lists 100 rows: no bodies
+        return rows
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import close_old_connections
-from django.db.models import Prefetch, QuerySet
+from django.db import close_old_connections, connection
+from django.db.models import BooleanField, F, Prefetch, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 
 from gateway import crypto, health_state, log_bodies
-from gateway.models import AdminToken, BusinessUnit, Deployment, Membership, Model, Project, Provider, VirtualKey
+from gateway.errors import ValidationFailed
+from gateway.models import (
+    AdminToken,
+    BusinessUnit,
+    Deployment,
+    Membership,
+    Model,
+    Project,
+    Provider,
+    RequestLog,
+    VirtualKey,
+)
 from gateway.secrets_format import digest, digests_match
 
 # --- snapshots the proxy caches (plain, immutable; no ORM objects cross into async code) ---
@@ -234,3 +247,111 @@ def model_health(*, model: Model) -> list[dict]:
         }
         for d in deployments
     ]
+
+
+# --- request logs (the portal's log browser and the management API) ---
+
+REQUEST_LOG_PAGE_MAX = 500
+_BODY_SEARCH = "to_tsvector('simple'::regconfig, request_body || ' ' || response_body) @@ plainto_tsquery('simple', %s)"
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[RequestLog]
+    next_cursor: str | None  # None: this is the last page
+
+
+def request_log_page(
+    *,
+    project_id: int | None = None,
+    key_id: int | None = None,
+    model: str | None = None,
+    status: int | str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    text: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> LogPage:
+    """Request-log rows, newest first, without their bodies (see `request_log`).
+
+    `status` is a status code, "ok" (below 400) or "error" (400 and above); `start` is included,
+    `end` excluded; `text` searches the stored bodies (PostgreSQL full-text search with the index
+    of migration 0007, all the words in any order; elsewhere a substring); its cost grows with
+    the rows that match within the other filters. Pages are keyset pages on (created_at, id):
+    `cursor` is the previous page's `next_cursor`, and a page costs the same at row ten million
+    as at row ten. Invalid input raises ValidationFailed naming the field."""
+    if not 1 <= limit <= REQUEST_LOG_PAGE_MAX:
+        raise ValidationFailed(f"limit must be between 1 and {REQUEST_LOG_PAGE_MAX}.", field="limit")
+    rows = RequestLog.objects.defer("request_body", "response_body").order_by("-created_at", "-id")
+    if project_id is not None:
+        rows = rows.filter(project_id=project_id)
+    if key_id is not None:
+        rows = rows.filter(key_id=key_id)
+    if model:
+        rows = rows.filter(model=model)
+    rows = _status_filter(rows, status)
+    if start is not None and end is not None and start >= end:
+        raise ValidationFailed("end must be after start.", field="end")
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
+    if text and text.strip():
+        rows = _body_search(rows, text.strip())
+    if cursor:
+        at, last_id = _decode_cursor(cursor)
+        # (created_at, id) < (at, last_id), written so an index on created_at bounds the scan
+        rows = rows.filter(Q(created_at__lt=at) | Q(id__lt=last_id), created_at__lte=at)
+    found = list(rows[: limit + 1])
+    page = found[:limit]
+    return LogPage(rows=page, next_cursor=_encode_cursor(page[-1]) if len(found) > limit else None)
+
+
+def request_log(*, request_id: str) -> RequestLog | None:
+    """One request-log row with its stored bodies, or None."""
+    return RequestLog.objects.filter(request_id=request_id).first()
+
+
+def _status_filter(rows: QuerySet[RequestLog], status: int | str | None) -> QuerySet[RequestLog]:
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    match status:
+        case None | "":
+            return rows
+        case int() if 100 <= status <= 599:
+            return rows.filter(status_code=status)
+        case "ok":
+            return rows.filter(status_code__lt=400)
+        case "error":
+            return rows.filter(status_code__gte=400)
+    raise ValidationFailed('status must be a status code (100-599), "ok" or "error".', field="status")
+
+
+def _body_search(rows: QuerySet[RequestLog], text: str) -> QuerySet[RequestLog]:
+    if connection.vendor != "postgresql":
+        return rows.filter(Q(request_body__icontains=text) | Q(response_body__icontains=text))
+    # The same expression as the GIN index of migration 0007, so the index serves it.
+    matching = rows.filter(RawSQL(_BODY_SEARCH, [text], output_field=BooleanField()))  # noqa: S611 (a parameter)
+    # Order by an expression no index has, so the plan starts from the GIN index's matches (cost:
+    # the matches within the other filters), never from walking the newest rows and computing
+    # every row's tsvector until a page is full: the planner guesses any word outside its
+    # statistics at 0.5 % of the rows, which took seconds for a rare word in 2M rows.
+    return matching.order_by((F("created_at") + Value(timedelta(0))).desc(), "-id")
+
+
+def _encode_cursor(row: RequestLog) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at_text, id_text = raw.split("|")
+        at, last_id = datetime.fromisoformat(at_text), int(id_text)
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ValidationFailed("cursor is not valid: pass the next_cursor of a previous page.", field="cursor")
+    return at, last_id

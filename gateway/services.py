@@ -3,22 +3,26 @@ management commands and tasks. Every change the proxy caches is announced to all
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from gateway import crypto, health_state, log_bodies, probes
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
+    LOG_BODIES_STRICTNESS,
     AdminToken,
     BusinessUnit,
     Deployment,
@@ -105,8 +109,14 @@ def create_project(
     allowed_models: Iterable[str] = (),
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
+    log_bodies: str = "",
+    log_retention_days: int | None = None,
 ) -> Project:
-    project = _save(Project(name=name.strip(), business_unit=business_unit, rpm_limit=rpm_limit, tpm_limit=tpm_limit))
+    """`log_bodies` "" follows the organisation's default (LOG_BODIES); a project may only be stricter."""
+    project = Project(name=name.strip(), business_unit=business_unit, rpm_limit=rpm_limit, tpm_limit=tpm_limit)
+    project.log_bodies = _checked_log_bodies(log_bodies)
+    project.log_retention_days = _checked_retention(log_retention_days)
+    _save(project)
     project.allowed_models.set(_models_by_name(allowed_models))
     return project
 
@@ -120,8 +130,11 @@ def update_project(
     allowed_models: Iterable[str] | None = None,
     rpm_limit: int | None = _UNSET,
     tpm_limit: int | None = _UNSET,
+    log_bodies: str | None = None,
+    log_retention_days: int | None = _UNSET,
 ) -> Project:
-    """Change a project. The limits may be set to None to remove them."""
+    """Change a project. The limits and `log_retention_days` may be set to None to remove them;
+    `log_bodies` "" returns to the organisation's default (None leaves it as it is)."""
     if name is not None:
         project.name = name.strip()
     if business_unit is not None:
@@ -130,6 +143,10 @@ def update_project(
         project.rpm_limit = rpm_limit
     if tpm_limit is not _UNSET:
         project.tpm_limit = tpm_limit
+    if log_bodies is not None:
+        project.log_bodies = _checked_log_bodies(log_bodies)
+    if log_retention_days is not _UNSET:
+        project.log_retention_days = _checked_retention(log_retention_days)
     _save(project)
     if allowed_models is not None:
         project.allowed_models.set(_models_by_name(allowed_models))
@@ -536,3 +553,70 @@ def notify(
     ]
     Notification.objects.bulk_create(rows)
     return len(rows)
+
+
+# --- request-log policy and retention ---
+
+MAX_LOG_RETENTION_DAYS = 36_500
+
+
+def _checked_log_bodies(policy: str) -> str:
+    """The project's own body policy ("" = the organisation's default), if it is no looser than that."""
+    policy = (policy or "").strip()
+    if not policy:
+        return ""
+    if policy not in LOG_BODIES_STRICTNESS:
+        raise ValidationFailed(f"log_bodies must be one of: {', '.join(LOG_BODIES_STRICTNESS)}.", field="log_bodies")
+    default = settings.LOG_BODIES
+    if LOG_BODIES_STRICTNESS.index(policy) < LOG_BODIES_STRICTNESS.index(default):
+        allowed = ", ".join(LOG_BODIES_STRICTNESS[LOG_BODIES_STRICTNESS.index(default) :])
+        raise ValidationFailed(
+            f"The organisation's default for request-log bodies is {default!r} (LOG_BODIES) and a project may only "
+            f"be stricter: choose {allowed}, or leave it empty for the default.",
+            field="log_bodies",
+        )
+    return policy
+
+
+def _checked_retention(days: int | None) -> int | None:
+    if days is not None and not 1 <= days <= MAX_LOG_RETENTION_DAYS:
+        raise ValidationFailed(
+            f"log_retention_days must be between 1 and {MAX_LOG_RETENTION_DAYS}, or empty for the default.",
+            field="log_retention_days",
+        )
+    return days
+
+
+def purge_request_logs(*, batch_size: int = 5000, now: datetime | None = None) -> int:
+    """Delete request-log rows older than their project's retention (`log_retention_days`, else
+    LOG_RETENTION_DAYS; rows of no project, or of a deleted one, keep the default). Deletes in
+    batches of `batch_size`, each in its own short transaction, so no long lock is ever held and
+    the log writer keeps writing. Idempotent. Returns how many rows were deleted."""
+    if batch_size < 1:
+        raise ValidationFailed("batch_size must be at least 1.", field="batch_size")
+    now = now or timezone.now()
+    own = dict(Project.objects.exclude(log_retention_days=None).values_list("id", "log_retention_days"))
+    by_days: dict[int, list[int]] = defaultdict(list)
+    for project_id, days in own.items():
+        by_days[days].append(project_id)
+    deleted = 0
+    for days, project_ids in sorted(by_days.items()):
+        deleted += _delete_older(Q(project_id__in=project_ids), before=_cutoff(now, days), batch_size=batch_size)
+    default = Q(project__isnull=True) | ~Q(project_id__in=list(own)) if own else Q()
+    deleted += _delete_older(default, before=_cutoff(now, settings.LOG_RETENTION_DAYS), batch_size=batch_size)
+    return deleted
+
+
+def _cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=min(days, MAX_LOG_RETENTION_DAYS))
+
+
+def _delete_older(rows: Q, *, before: datetime, batch_size: int) -> int:
+    older = RequestLog.objects.filter(rows, created_at__lt=before).order_by().values_list("pk", flat=True)
+    deleted = 0
+    while True:
+        with transaction.atomic(durable=True):  # one batch, one transaction: never one huge delete
+            ids = list(older[:batch_size])
+            if not ids:
+                return deleted
+            deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]

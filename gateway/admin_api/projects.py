@@ -29,6 +29,8 @@ def create_project(request: HttpRequest, payload: ProjectIn) -> Status[Project]:
         allowed_models=payload.allowed_models,
         rpm_limit=payload.rpm_limit,
         tpm_limit=payload.tpm_limit,
+        log_bodies=payload.log_bodies or "",
+        log_retention_days=payload.log_retention_days,
     )
     return Status(201, project)
 
@@ -46,9 +48,12 @@ def update_project(request: HttpRequest, project_id: int, payload: ProjectPatch)
         unit = get_or_400(
             selectors.list_business_units(), pk=payload.business_unit, what="business unit", field="business_unit"
         )
-    limits = payload.model_dump(exclude_unset=True, include={"rpm_limit", "tpm_limit"})  # null removes a limit
+    # null removes a limit, and returns the log policy and retention to the organisation's defaults
+    clearable = payload.model_dump(exclude_unset=True, include={"rpm_limit", "tpm_limit", "log_retention_days"})
+    if "log_bodies" in payload.model_fields_set:
+        clearable["log_bodies"] = payload.log_bodies or ""
     return services.update_project(
-        project=project, name=payload.name, business_unit=unit, allowed_models=payload.allowed_models, **limits
+        project=project, name=payload.name, business_unit=unit, allowed_models=payload.allowed_models, **clearable
     )
 
 

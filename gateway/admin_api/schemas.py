@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from django.utils import timezone
 from ninja import Schema
 from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.models import Deployment, Membership, Model, Project, Provider, VirtualKey
+from gateway import log_bodies
+from gateway.models import Deployment, Membership, Model, Project, Provider, RequestLog, VirtualKey
+from gateway.services import MAX_LOG_RETENTION_DAYS
 
 
 def _decimal_string(value: Decimal | None) -> str | None:
@@ -62,6 +64,12 @@ class BusinessUnitOut(Schema):
 
 _RPM = "Requests per minute; null: no limit."
 _TPM = "Tokens per minute; null: no limit."
+_LOG_BODIES = (
+    "What request logs keep of bodies: full, redacted (PII and secrets replaced) or metadata (none); "
+    'null or "": the organisation\'s default (LOG_BODIES). A project may only be stricter than that.'
+)
+_RETENTION = "Days request logs are kept; null: the default (LOG_RETENTION_DAYS)."
+LogBodiesIn = Literal["", "full", "redacted", "metadata"] | None
 
 
 class ProjectIn(In):
@@ -70,6 +78,8 @@ class ProjectIn(In):
     allowed_models: list[str] = Field(default_factory=list, description="Public model names the project may use.")
     rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
     tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
+    log_bodies: LogBodiesIn = Field(default=None, description=_LOG_BODIES)
+    log_retention_days: int | None = Field(default=None, ge=1, le=MAX_LOG_RETENTION_DAYS, description=_RETENTION)
 
 
 class ProjectPatch(In):
@@ -78,6 +88,8 @@ class ProjectPatch(In):
     allowed_models: list[str] | None = Field(default=None, description="Replaces the whole list when given.")
     rpm_limit: int | None = Field(default=None, ge=1, description=_RPM)
     tpm_limit: int | None = Field(default=None, ge=1, description=_TPM)
+    log_bodies: LogBodiesIn = Field(default=None, description=_LOG_BODIES)
+    log_retention_days: int | None = Field(default=None, ge=1, le=MAX_LOG_RETENTION_DAYS, description=_RETENTION)
 
 
 class ProjectOut(Schema):
@@ -87,7 +99,18 @@ class ProjectOut(Schema):
     allowed_models: list[str]
     rpm_limit: int | None
     tpm_limit: int | None
+    log_bodies: str | None = Field(description="The project's own policy; null: the organisation's default.")
+    effective_log_bodies: str = Field(description="The policy in force: the project's, or the default if stricter.")
+    log_retention_days: int | None = Field(description=_RETENTION)
     created_at: datetime
+
+    @staticmethod
+    def resolve_log_bodies(obj: Project) -> str | None:
+        return obj.log_bodies or None
+
+    @staticmethod
+    def resolve_effective_log_bodies(obj: Project) -> str:
+        return log_bodies.effective(obj.log_bodies)
 
     @staticmethod
     def resolve_business_unit(obj: Project) -> int:
@@ -327,3 +350,60 @@ class KeyOut(Schema):
 
 class KeyCreatedOut(KeyOut):
     key: str = Field(description="The full key. Shown only in this response: store it now.")
+
+
+# --- request logs ---
+
+
+class RequestLogOut(Schema):
+    request_id: str
+    created_at: datetime
+    endpoint: str = Field(description="chat/completions, embeddings, messages, ...")
+    project: int | None = Field(description="The project's id.")
+    key: int | None = Field(description="The virtual key's id.")
+    key_prefix: str
+    member: int | None = Field(description="The id of the user who made the key, if any.")
+    model: str = Field(description="The public model the client asked for.")
+    answered_model: str = Field(description="The model that answered (another one after a fallback).")
+    deployment: int | None = Field(description="The deployment's id.")
+    provider: str
+    attempts: list[Any] = Field(description="Failed upstream attempts before the answer.")
+    status_code: int
+    error_code: str
+    stream: bool
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    usage_estimated: bool = Field(description="The gateway counted the tokens itself (no usage from upstream).")
+    cost: str | None = Field(description="Decimal string in BILLING_CURRENCY; null: the deployment has no price.")
+    latency_ms: float
+    ttft_ms: float | None = Field(description="Time to the first token (streams).")
+    guardrails: list[Any] = Field(description="Guardrail verdicts.")
+    bodies: str = Field(description="What the row keeps of bodies: full, redacted or metadata.")
+
+    @staticmethod
+    def resolve_project(obj: RequestLog) -> int | None:
+        return obj.project_id
+
+    @staticmethod
+    def resolve_key(obj: RequestLog) -> int | None:
+        return obj.key_id
+
+    @staticmethod
+    def resolve_member(obj: RequestLog) -> int | None:
+        return obj.member_id
+
+    @staticmethod
+    def resolve_deployment(obj: RequestLog) -> int | None:
+        return obj.deployment_id
+
+    @staticmethod
+    def resolve_cost(obj: RequestLog) -> str | None:
+        return _decimal_string(obj.cost)
+
+
+class RequestLogDetailOut(RequestLogOut):
+    request_body: str = Field(description="As the policy kept it (JSON text, possibly redacted or truncated).")
+    response_body: str = Field(description="As the policy kept it; a stream's answer reassembled.")
+    bodies_truncated: bool = Field(description="A body was longer than LOG_BODY_MAX_BYTES and was cut.")
+    user_agent: str
