@@ -160,3 +160,6 @@ class Rules:
     @property
     def checks_output(self) -> bool:
         return bool(self.output) or self.restore
+
+
+NO_RULES = Rules(policy_name="", input={}, output={})

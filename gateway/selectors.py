@@ -13,12 +13,13 @@ from django.db import close_old_connections, connection
 from django.db.models import BooleanField, F, Prefetch, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 
-from gateway import crypto, health_state, log_bodies
+from gateway import crypto, guardrail_policy, health_state, log_bodies
 from gateway.errors import ValidationFailed
 from gateway.models import (
     AdminToken,
     BusinessUnit,
     Deployment,
+    GuardrailPolicy,
     Membership,
     Model,
     Project,
@@ -47,6 +48,7 @@ class KeySnapshot:
     project_rpm_limit: int | None = None
     project_tpm_limit: int | None = None
     log_bodies: str = "metadata"  # effective: the organisation's default, or the project's if stricter
+    guardrails: guardrail_policy.Rules = guardrail_policy.NO_RULES  # the project's effective policy
 
     def is_active(self, at: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > at)
@@ -132,6 +134,9 @@ def key_snapshot(*, secret: str) -> KeySnapshot | None:
         project_rpm_limit=key.project.rpm_limit,
         project_tpm_limit=key.project.tpm_limit,
         log_bodies=log_bodies.effective(key.project.log_bodies),
+        guardrails=guardrail_policy.Rules.of(
+            guardrail_policies(project=key.project)[2], name=f"project '{key.project.name}'"
+        ),
     )
 
 
@@ -355,3 +360,30 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     if at is None or at.tzinfo is None:
         raise ValidationFailed("cursor is not valid: pass the next_cursor of a previous page.", field="cursor")
     return at, last_id
+
+
+# --- guardrail policies ---
+
+
+def _policy_of(row: GuardrailPolicy) -> guardrail_policy.Policy:
+    return guardrail_policy.Policy(
+        input=dict(row.input),
+        output=dict(row.output),
+        denylist=tuple(row.denylist),
+        restore_redactions=row.restore_redactions,
+        max_input_tokens=row.max_input_tokens,
+    )
+
+
+def guardrail_policies(
+    *, project: Project | None
+) -> tuple[guardrail_policy.Policy | None, guardrail_policy.Policy, guardrail_policy.Policy]:
+    """(the project's own policy or None, the organisation's floor, the effective policy)."""
+    rows = GuardrailPolicy.objects.filter(Q(scope=GuardrailPolicy.Scope.ORGANISATION) | Q(project=project))
+    floor, own = guardrail_policy.DEFAULT_FLOOR, None
+    for row in rows if project is not None else rows.filter(scope=GuardrailPolicy.Scope.ORGANISATION):
+        if row.scope == GuardrailPolicy.Scope.ORGANISATION:
+            floor = _policy_of(row)
+        else:
+            own = _policy_of(row)
+    return own, floor, guardrail_policy.effective(floor, own)

@@ -4,7 +4,7 @@ management commands and tasks. Every change the proxy caches is announced to all
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway import crypto, health_state, log_bodies, probes
+from gateway import crypto, guardrail_policy, health_state, log_bodies, probes
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -26,6 +26,7 @@ from gateway.models import (
     AdminToken,
     BusinessUnit,
     Deployment,
+    GuardrailPolicy,
     Membership,
     Model,
     Notification,
@@ -620,3 +621,28 @@ def _delete_older(rows: Q, *, before: datetime, batch_size: int) -> int:
             if not ids:
                 return deleted
             deleted += RequestLog.objects.filter(pk__in=ids).delete()[0]
+
+
+# --- guardrail policies ---
+
+
+def set_guardrail_policy(*, project: Project | None, data: Mapping[str, Any] | None) -> GuardrailPolicy | None:
+    """Set the organisation's policy (project None: the floor and the default) or a project's own.
+    `data` None removes a project's own policy (the organisation's then applies)."""
+    if data is None:
+        if project is None:
+            raise ValidationFailed("The organisation's policy cannot be removed; set its checks to off instead.")
+        with transaction.atomic(durable=True):
+            GuardrailPolicy.objects.filter(project=project).delete()
+        publish_catalog_change()
+        return None
+    policy = guardrail_policy.validate(data)
+    scope = GuardrailPolicy.Scope.ORGANISATION if project is None else GuardrailPolicy.Scope.PROJECT
+    with transaction.atomic(durable=True):
+        row = GuardrailPolicy.objects.select_for_update().filter(scope=scope, project=project).first()
+        row = row or GuardrailPolicy(scope=scope, project=project)
+        row.input, row.output, row.denylist = policy.input, policy.output, list(policy.denylist)
+        row.restore_redactions, row.max_input_tokens = policy.restore_redactions, policy.max_input_tokens
+        row.save()
+    publish_catalog_change()
+    return row

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from ninja import NinjaAPI, Swagger
 
-from gateway.admin_api import ai_models, business_units, errors, keys, members, projects, providers, request_logs
+from gateway.admin_api import (
+    ai_models,
+    business_units,
+    errors,
+    guardrails,
+    keys,
+    members,
+    projects,
+    providers,
+    request_logs,
+)
 from gateway.admin_api.auth import AdminTokenAuth
 
 api = NinjaAPI(
@@ -29,6 +39,7 @@ api.add_router("/providers", providers.router)
 api.add_router("/models", ai_models.router)
 api.add_router("", keys.router)
 api.add_router("/request-logs", request_logs.router)
+api.add_router("", guardrails.router)
 # By dotted path: the gateway never imports billing.
 api.add_router("", "billing.budget_api.router")
 api.add_router("/reports", "billing.api.reports_router")

@@ -31,9 +31,6 @@ class GuardrailBlocked(ProxyError):
     code = "guardrail_blocked"
 
 
-NO_RULES = Rules(policy_name="", input={}, output={})
-
-
 def _verdicts(where: str, actions: Mapping[str, str], findings: Sequence[Finding]) -> list[dict[str, Any]]:
     by_check: dict[str, list[Finding]] = {}
     for finding in findings:
