@@ -39,6 +39,7 @@ from gateway.models import (
     AdminToken,
     BusinessUnit,
     Deployment,
+    GuardrailPolicy,
     Membership,
     Model,
     Project,
@@ -697,3 +698,39 @@ class RequestLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
         return False
+
+
+# --- guardrail policies ---
+
+
+@admin.register(GuardrailPolicy)
+class GuardrailPolicyAdmin(ServiceAdmin):
+    """The organisation's floor (one row, no project) and projects' own policies. Saved through
+    gateway.services, which validates them (actions, deny-list patterns) and tells the proxies."""
+
+    list_display = ("__str__", "scope", "restore_redactions", "max_input_tokens", "updated_at")
+    list_filter = ("scope",)
+    fields = ("scope", "project", "input", "output", "denylist", "restore_redactions", "max_input_tokens")
+    autocomplete_fields = ("project",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: GuardrailPolicy | None = None) -> tuple[str, ...]:
+        return ("scope", "project") if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: GuardrailPolicy, form: forms.ModelForm, change: bool) -> None:
+        if obj.scope == GuardrailPolicy.Scope.ORGANISATION:
+            obj.project = None
+        data = {
+            "input": obj.input,
+            "output": obj.output,
+            "denylist": obj.denylist,
+            "restore_redactions": obj.restore_redactions,
+            "max_input_tokens": obj.max_input_tokens,
+        }
+        saved = services.set_guardrail_policy(project=obj.project, data=data)
+        if saved is not None:
+            _adopt(obj, saved)
+
+    def delete_model(self, request: HttpRequest, obj: GuardrailPolicy) -> None:
+        if obj.project is None:
+            raise ValidationFailed("The organisation's policy cannot be removed; set its checks to off instead.")
+        services.set_guardrail_policy(project=obj.project, data=None)

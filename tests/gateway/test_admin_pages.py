@@ -366,3 +366,42 @@ def test_selected_tokens_are_revoked_when_the_revoke_action_runs(client: Client)
     assert response.status_code == 302
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+# --- guardrail policies: validated by the service, the floor cannot be deleted ---
+
+
+@pytest.mark.django_db(transaction=True)
+def test_organisation_guardrail_floor_is_saved_through_the_admin(client: Client) -> None:
+    from gateway import selectors
+    from gateway.models import GuardrailPolicy
+
+    response = client.post(
+        reverse("admin:gateway_guardrailpolicy_add"),
+        {
+            "scope": "organisation",
+            "input": '{"secrets": "block", "pii": "redact"}',
+            "output": '{"secrets": "redact"}',
+            "denylist": '["project falcon"]',
+            "max_input_tokens": "",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    _, floor, _ = selectors.guardrail_policies(project=None)
+    assert floor.input == {"secrets": "block", "pii": "redact"} and floor.denylist == ("project falcon",)
+    assert GuardrailPolicy.objects.get().scope == "organisation"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_guardrail_action_is_shown_on_the_form(client: Client) -> None:
+    from gateway.models import GuardrailPolicy
+
+    response = client.post(
+        reverse("admin:gateway_guardrailpolicy_add"),
+        {"scope": "organisation", "input": '{"pii": "explode"}', "output": "{}", "denylist": "[]"},
+    )
+
+    assert response.status_code == 200
+    assert "unknown action" in response.content.decode()
+    assert not GuardrailPolicy.objects.exists()
