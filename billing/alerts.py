@@ -29,6 +29,7 @@ from django.db.models import Q
 from billing.models import AlertEvent, Budget
 from billing.periods import current_period, label
 from billing.selectors import Standing, budgets_concerning, standing
+from gateway import telemetry
 from gateway.models import Membership, Project
 from gateway.services import notify
 
@@ -70,7 +71,10 @@ def check_project(*, project_id: int, key_ids: list[int] | None = None) -> list[
         ):
             if budget.scope == Budget.Scope.KEY and budget.key.project_id != project_id:
                 continue  # another project's key: checked with its own project
-            raised += _raise_crossed(budget, standing(budget, period), project)
+            now = standing(budget, period)
+            owner = budget.project_id or budget.key_id or budget.business_unit_id
+            telemetry.set_budget_utilisation(scope=budget.scope, owner_id=owner, ratio=float(now.utilisation) / 100)
+            raised += _raise_crossed(budget, now, project)
         if raised:
             transaction.on_commit(lambda: _deliver(raised), robust=True)
     return [alert.event for alert in raised]

@@ -12,11 +12,15 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 django.setup(set_prefix=False)
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
+from gateway import telemetry  # noqa: E402
 from gateway.proxy import catalog, http, logbuffer, ratelimit  # noqa: E402
 from gateway.proxy.handler import ProxyHandler  # noqa: E402
 
+# Before Django's handler loads its middleware: the Django instrumentation adds one (not to /v1).
+telemetry.configure_from_settings()
 django_application = ASGIHandler()
 proxy_application = ProxyHandler()
 
@@ -31,6 +35,7 @@ async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
             await catalog.shutdown()
             await ratelimit.close()
             await http.close()
+            await sync_to_async(telemetry.shutdown, thread_sensitive=False)()  # export what is left
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -140,6 +140,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Open the new month's budgets (allowances in, unused ones out) just after midnight UTC on the
     # first; the proxy also opens a month lazily when it first reads a budget in it.
     "billing-open-periods": {"task": "billing.open_periods", "schedule": crontab(minute=5, hour=0, day_of_month="1")},
+    # Delete request logs past their project's retention (LOG_RETENTION_DAYS by default), in batches.
+    "gateway-purge-request-logs": {"task": "gateway.purge_request_logs", "schedule": crontab(minute=15, hour=3)},
 }
 
 if EMAIL_HOST := env_str("EMAIL_HOST", ""):
@@ -176,11 +178,26 @@ WHITENOISE_USE_FINDERS = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not EMBEDDED and env_bool("SECURE_COOKIES", True)
 
+# Text lines in the embedded profile, one JSON object per line (with the request id) in production.
+# Every line passes the secret scrubber first (gateway/telemetry/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if EMBEDDED else "json")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"scrub_secrets": {"()": "gateway.telemetry.logs.ScrubSecrets"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "gateway.telemetry.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["scrub_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -228,3 +245,34 @@ BUDGET_RESERVATION_TTL = env_float("BUDGET_RESERVATION_TTL", 900.0)
 BUDGET_CACHE_TTL = env_float("BUDGET_CACHE_TTL", 10.0)
 # Prefix of the budget counters' Redis keys (installations sharing one Redis need their own)
 BUDGET_REDIS_PREFIX = env_str("BUDGET_REDIS_PREFIX", "symbiosis:budget")
+
+# --- Telemetry (gateway/telemetry/) ---
+# OpenTelemetry reads its standard OTEL_* variables itself (endpoints, headers, timeouts, resource
+# attributes, batch sizes); these decide only whether each signal is exported. Nothing is exported
+# unless an OTLP endpoint is set, so the embedded profile stays silent (and offline) by default.
+OTEL_SDK_DISABLED = env_bool("OTEL_SDK_DISABLED", False)
+_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+TELEMETRY_TRACES = (
+    not OTEL_SDK_DISABLED
+    and bool(_OTLP_ENDPOINT or env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""))
+    and env_str("OTEL_TRACES_EXPORTER", "otlp") != "none"
+)
+TELEMETRY_METRICS = (
+    not OTEL_SDK_DISABLED
+    and bool(_OTLP_ENDPOINT or env_str("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", ""))
+    and env_str("OTEL_METRICS_EXPORTER", "otlp") != "none"
+)
+for _name in (
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+):
+    if env_str(_name, "http/protobuf") != "http/protobuf":
+        raise ImproperlyConfigured(f"{_name}: the gateway exports OTLP over HTTP only (http/protobuf, port 4318).")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "symbiosis-gateway")
+# Prompts and completions on spans (gen_ai.input.messages, ...): off unless explicitly enabled.
+TELEMETRY_CAPTURE_CONTENT = env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False)
+# Finished requests waiting for the telemetry worker; beyond it they are dropped and counted.
+TELEMETRY_QUEUE_MAX = env_int("TELEMETRY_QUEUE_MAX", 10_000, minimum=100)
+# Bearer token for GET /metrics (Prometheus text format); unset: no /metrics (404).
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""

@@ -62,6 +62,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.chat(key, model, body, routed)
+        trace.response_model = reply.get("model") or ""
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.usage_from(reply.get("usage"))
         trace.saw_output(_output_text(reply.get("choices")))
@@ -71,6 +72,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     wants_usage = options.get("include_usage") is True
     body["stream_options"] = options | {"include_usage": True}  # so usage is always known
     first, rest, upstream = await router.open_stream(key, model, body, routed)
+    trace.response_model = first.get("model") or ""
     chunks = router.idle_guarded(rest, routed.deployment)  # type: ignore[union-attr]
     response = StreamingHttpResponse(
         _relay(first, chunks, upstream, trace=trace, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
@@ -107,7 +109,10 @@ async def _relay(
                 if not chunk.get("choices"):
                     return None  # the usage-only chunk we asked for on the client's behalf
                 del chunk["usage"]
-        trace.saw_output(_output_text(chunk.get("choices")))
+        choices = chunk.get("choices")
+        trace.saw_output(_output_text(choices))
+        if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+            trace.saw_finish(*(c.get("finish_reason") for c in choices if isinstance(c, dict)))
         chunk["model"] = public_name
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -153,6 +158,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     await trace.admit(body | {"max_tokens": 0}, stream=False, model=model)  # embeddings produce no output tokens
     trace.routed = routed = Routed()
     reply = await router.embeddings(key, model, body, routed)
+    trace.response_model = reply.get("model") or ""
     reply["model"] = routed.model.name  # type: ignore[union-attr]
     trace.usage = metering.usage_from(reply.get("usage"), output_optional=True)
     vectors = reply.get("data")

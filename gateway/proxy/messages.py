@@ -285,6 +285,7 @@ async def _relay(
             delta = event["delta"]
             trace.saw_output(str(delta.get("text") or delta.get("partial_json") or ""))
         elif kind == "message_delta" and isinstance(event.get("usage"), dict):
+            trace.saw_finish(event["delta"].get("stop_reason") if isinstance(event.get("delta"), dict) else None)
             # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
             merged = (trace.usage and _as_anthropic(trace.usage)) or {}
             trace.usage = metering.anthropic_usage(merged | event["usage"]) or trace.usage
@@ -294,6 +295,7 @@ async def _relay(
         if translator is not None:
             return b"".join(meter(event) for event in translator.feed(item))
         if item.get("type") == "message_start" and isinstance(item.get("message"), dict):
+            trace.response_model = str(item["message"].get("model") or "")
             item["message"]["model"] = public_name
         return meter(item)
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from billing import budget
+from gateway import telemetry
 from gateway.proxy import logbuffer, ratelimit, router
 from gateway.proxy import request as parse
 from gateway.proxy.errors import BudgetUnavailable, InternalError, PermissionDenied, ProxyError, QuotaExceeded
@@ -161,6 +162,11 @@ class Trace:
     reservation: budget.Reservation | None = None
     cost: Decimal | None = None
     released: bool = False
+    # For telemetry (gateway/telemetry/): read only when it is on
+    method: str = "POST"
+    traceparent: str | None = None  # the client's W3C trace context, so our spans join its trace
+    response_model: str = ""  # the model the upstream says answered
+    finish_reasons: tuple[str, ...] = ()
 
     async def admit(self, body: dict[str, Any], *, stream: bool, model: ModelSnapshot) -> None:
         """Count the request against its key's and project's rate limits (429 when over), reserving
@@ -271,6 +277,9 @@ class Trace:
         if text:
             self.output_text.append(text)
 
+    def saw_finish(self, *reasons: Any) -> None:
+        self.finish_reasons += tuple(r for r in reasons if isinstance(r, str) and r)
+
     def failed(self, status: int, code: str | None) -> None:
         self.status_code, self.error_code = status, code or ""
 
@@ -332,6 +341,8 @@ class Trace:
                 "bodies": (key.log_bodies if key else "metadata", self.request_payload, self._response_for_log()),
             }
         )
+        if telemetry.enabled:  # spans and metrics, built by the telemetry worker off the response path
+            telemetry.record_request(self, usage=usage, ended=now)
 
     def _response_for_log(self) -> Any:
         if self.response_payload is not None:
@@ -355,9 +366,12 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 request_id=parse.new_request_id(),
                 endpoint=request.path.removeprefix("/v1/")[:40],
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                method=request.method or "POST",
+                traceparent=request.META.get("HTTP_TRACEPARENT"),
             )
             request.trace = trace  # type: ignore[attr-defined]
             request.request_id = trace.request_id  # type: ignore[attr-defined]
+            telemetry.request_id.set(trace.request_id)  # for the log lines of this request (JSON logs)
             try:
                 response = await view(request, *args, **kwargs)
             except ProxyError as exc:

@@ -38,6 +38,12 @@ class Attempt:
     status: int | None  # None: no HTTP status (connect error, timeout)
     error_code: str | None
     latency_ms: float
+    # For telemetry's CLIENT spans (gateway/telemetry/genai.py): when (time.monotonic()) and where.
+    started: float = 0.0
+    ended: float = 0.0
+    upstream_model: str = ""
+    provider_kind: str = ""
+    base_url: str = ""
 
 
 @dataclass
@@ -47,6 +53,8 @@ class Routed:
     model: ModelSnapshot | None = None
     deployment: DeploymentSnapshot | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    started: float = 0.0  # time.monotonic() when the answering call started, and when it answered
+    answered: float = 0.0  # (a stream: its first chunk)
 
 
 def _retryable(exc: ProxyError) -> bool:
@@ -124,7 +132,8 @@ async def route(
                 result = await call(candidate_model, deployment)
             except ProxyError as exc:
                 exc.redact(deployment.api_key)  # an upstream may quote the key back: never pass it on
-                latency = (time.monotonic() - started) * 1000
+                ended = time.monotonic()
+                latency = (ended - started) * 1000
                 if not _retryable(exc):
                     circuit.succeeded(latency)  # it answered; the request itself was at fault
                     raise
@@ -137,6 +146,11 @@ async def route(
                         status=exc.upstream_status,
                         error_code=exc.code,
                         latency_ms=round(latency, 1),
+                        started=started,
+                        ended=ended,
+                        upstream_model=deployment.upstream_model,
+                        provider_kind=deployment.provider_kind,
+                        base_url=deployment.base_url,
                     )
                 )
                 tried.add(deployment.id)
@@ -158,8 +172,10 @@ async def route(
             except BaseException:
                 circuit.abandoned()  # cancelled (the client left): neither success nor failure
                 raise
-            circuit.succeeded((time.monotonic() - started) * 1000)
+            answered = time.monotonic()
+            circuit.succeeded((answered - started) * 1000)
             routed.model, routed.deployment = candidate_model, deployment
+            routed.started, routed.answered = started, answered
             return result
     if last is not None:
         raise last
