@@ -23,7 +23,7 @@ _NOT_REDACTABLE = frozenset({"prompt_injection"})  # a score over a whole text, 
 
 # The floor when administrators have set none.
 DEFAULT_INPUT = {"pii": "flag", "secrets": "block", "prompt_injection": "flag", "denylist": "block"}
-DEFAULT_OUTPUT = {"pii": "off", "secrets": "redact", "denylist": "block"}
+DEFAULT_OUTPUT: dict[str, str] = {}  # output checks hold streamed text back: organisations opt in
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Router
 
-from gateway.proxy import catalog, metering, router
+from gateway.proxy import catalog, guard, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream
 from gateway.proxy.errors import NotFound, ProxyError
@@ -57,6 +57,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     trace.stream = stream = parse.optional_bool(body, "stream")
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
+    if (screened := trace.screen_input(body["messages"])) is not None:
+        body["messages"] = screened  # the model sees placeholders, never the redacted values
     trace.prompt(body)
     await trace.admit(body, stream=stream, model=model)
     trace.routed = routed = Routed()
@@ -66,6 +68,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.usage_from(reply.get("usage"))
         trace.saw_output(_output_text(reply.get("choices")))
+        _screen_reply(trace, reply)
         trace.response_payload = reply
         return _json(reply, trace.request_id)
 
@@ -82,6 +85,63 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _screen_reply(trace: Trace, reply: dict) -> None:
+    """The output guardrails on each choice's text, through the filter a stream uses (same verdicts)."""
+    for choice in reply.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            if (screen := trace.output_filter()) is None:
+                return
+            message["content"] = screen.feed(message["content"]) + screen.close()
+            trace.delivered.append(message["content"])  # type: ignore[union-attr]
+
+
+class _StreamScreen:
+    """The output guardrails over a stream's choices: each choice's text through its own filter,
+    released only as far as the filter has cleared it."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.filters: dict[int, guard.OutputFilter] = {}
+        self.closed: set[int] = set()
+
+    def chunk(self, choices: list) -> None:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0) if isinstance(choice.get("index"), int) else 0
+            screen = self.filters.get(index)
+            if screen is None:
+                if (screen := self.trace.output_filter()) is None:
+                    return
+                self.filters[index] = screen
+            delta = choice.get("delta")
+            text = (
+                screen.feed(delta["content"])
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str)
+                else ""
+            )
+            if choice.get("finish_reason") and index not in self.closed:
+                self.closed.add(index)
+                text += screen.close()
+            if isinstance(delta, dict) and (text or "content" in delta):
+                delta["content"] = text
+            elif text:
+                choice["delta"] = {"content": text}
+            if text:
+                self.trace.delivered.append(text)  # type: ignore[union-attr]
+
+    def rest(self, template: dict, public_name: str) -> bytes:
+        """What the filters still hold when the stream ends without a finish reason."""
+        out = b""
+        for index, screen in self.filters.items():
+            if index not in self.closed and (text := screen.close()):
+                self.trace.delivered.append(text)  # type: ignore[union-attr]
+                chunk = {**template, "model": public_name, "choices": [{"index": index, "delta": {"content": text}}]}
+                out += b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return out
 
 
 async def _relay(
@@ -111,11 +171,15 @@ async def _relay(
                 del chunk["usage"]
         choices = chunk.get("choices")
         trace.saw_output(_output_text(choices))
+        if screen is not None and isinstance(choices, list):
+            screen.chunk(choices)
         if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
             trace.saw_finish(*(c.get("finish_reason") for c in choices if isinstance(c, dict)))
         chunk["model"] = public_name
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
+    screen = _StreamScreen(trace) if trace.key is not None and trace.key.guardrails.checks_output else None
+    template = {k: first[k] for k in ("id", "object", "created") if k in first}
     finished = False
     waiting: list[bytes] = []
     try:
@@ -131,6 +195,8 @@ async def _relay(
                 # Nothing else has arrived: send what has, in one write.
                 yield b"".join(waiting)
                 waiting.clear()
+        if screen is not None:
+            waiting.append(screen.rest(template, public_name))
         finished = True
         waiting.append(b"data: [DONE]\n\n")
         yield b"".join(waiting)
@@ -154,6 +220,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     trace.model = model_name = parse.required_str(body, "model")
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
+    _screen_embedding_input(trace, body)
     trace.prompt(body)
     await trace.admit(body | {"max_tokens": 0}, stream=False, model=model)  # embeddings produce no output tokens
     trace.routed = routed = Routed()
@@ -164,6 +231,18 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     vectors = reply.get("data")
     trace.response_payload = reply | {"data": f"{len(vectors) if isinstance(vectors, list) else 0} embedding(s)"}
     return _json(reply, trace.request_id)
+
+
+def _screen_embedding_input(trace: Trace, body: dict) -> None:
+    """The input guardrails on embedding inputs (text ones; token arrays carry no text)."""
+    texts = body["input"]
+    if isinstance(texts, str):
+        texts = [texts]
+    if not all(isinstance(t, str) for t in texts):
+        return
+    if (screened := trace.screen_input([{"role": "user", "content": t} for t in texts])) is not None:
+        redacted = [m["content"] for m in screened]
+        body["input"] = redacted[0] if isinstance(body["input"], str) else redacted
 
 
 def _model_object(model: catalog.ModelSnapshot) -> dict[str, Any]:

@@ -72,7 +72,11 @@ def error_type(exc: ProxyError) -> str:
 
 
 def error_body(exc: ProxyError, request_id: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type(exc), "message": exc.message}, "request_id": request_id}
+    """Anthropic's error object; our machine-readable `code` rides along (SDKs ignore extra keys)."""
+    error = {"type": error_type(exc), "message": exc.message}
+    if exc.code:
+        error["code"] = exc.code
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
 def _identified(response: R, request_id: str) -> R:
@@ -171,6 +175,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace.model = body.get("model") if isinstance(body.get("model"), str) else ""
     trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
+    _screen_input(trace, body)
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
     trace.request_payload = body
     await trace.admit(body, stream=stream, model=model)
@@ -180,6 +185,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.anthropic_usage(reply.get("usage"))
         trace.saw_output(_message_text(reply.get("content")))
+        _screen_reply(trace, reply)
         trace.response_payload = reply
         return _json(reply, request_id)
 
@@ -195,6 +201,26 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return _identified(response, request_id)
+
+
+def _screen_input(trace: Trace, body: dict[str, Any]) -> None:
+    """The input guardrails on the system prompt and the messages (redacted in place)."""
+    system = body.get("system")
+    head = [{"role": "system", "content": system}] if system else []
+    if (screened := trace.screen_input(head + list(body["messages"]))) is not None:
+        if head:
+            body["system"] = screened[0]["content"]
+        body["messages"] = screened[len(head) :]
+
+
+def _screen_reply(trace: Trace, reply: dict[str, Any]) -> None:
+    """The output guardrails on each text block, through the filter a stream uses (same verdicts)."""
+    for block in reply.get("content") or ():
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            if (screen := trace.output_filter()) is None:
+                return
+            block["text"] = screen.feed(block["text"]) + screen.close()
+            trace.delivered.append(block["text"])  # type: ignore[union-attr]
 
 
 def _chat_request(body: dict[str, Any], deployment: DeploymentSnapshot) -> dict[str, Any]:
@@ -275,6 +301,27 @@ async def _relay(
         None if opened.passthrough else inbound.StreamTranslator(model=public_name, stop_sequences=stop_sequences)
     )
 
+    screens: dict[int, Any] = {}
+    screening = trace.key is not None and trace.key.guardrails.checks_output
+
+    def screened(event: dict[str, Any]) -> bytes:
+        """The output guardrails on text deltas, per content block; what a block's filter still
+        holds goes out just before the block stops."""
+        kind, index = event.get("type"), event.get("index")
+        if not isinstance(index, int):
+            return b""
+        delta = event.get("delta")
+        if kind == "content_block_delta" and isinstance(delta, dict) and isinstance(delta.get("text"), str):
+            if index not in screens and (screen := trace.output_filter()) is not None:
+                screens[index] = screen
+            if index in screens:
+                delta["text"] = screens[index].feed(delta["text"])
+                trace.delivered.append(delta["text"])  # type: ignore[union-attr]
+        elif kind == "content_block_stop" and index in screens and (rest := screens.pop(index).close()):
+            trace.delivered.append(rest)  # type: ignore[union-attr]
+            return _sse({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": rest}})
+        return b""
+
     def meter(event: dict[str, Any]) -> bytes:
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
@@ -289,7 +336,8 @@ async def _relay(
             # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
             merged = (trace.usage and _as_anthropic(trace.usage)) or {}
             trace.usage = metering.anthropic_usage(merged | event["usage"]) or trace.usage
-        return _sse(event)
+        held = screened(event) if screening else b""  # after metering: usage estimates count what was produced
+        return held + _sse(event)
 
     def encode(item: dict[str, Any]) -> bytes:
         if translator is not None:

@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from billing import budget
 from gateway import telemetry
-from gateway.proxy import logbuffer, ratelimit, router
+from gateway.proxy import guard, logbuffer, ratelimit, router
 from gateway.proxy import request as parse
 from gateway.proxy.errors import BudgetUnavailable, InternalError, PermissionDenied, ProxyError, QuotaExceeded
 from gateway.proxy.router import Routed
@@ -153,6 +153,10 @@ class Trace:
     error_code: str = ""
     usage: Usage | None = None
     prompt_source: Any = None
+    guardrails: list[dict[str, Any]] = field(default_factory=list)  # verdicts of the input checks
+    output_filters: list[guard.OutputFilter] = field(default_factory=list)
+    guard_mapping: dict[str, str] = field(default_factory=dict)  # placeholders of the input's redactions
+    delivered: list[str] | None = None  # the answer as output guardrails released it (what the log keeps)
     request_payload: Any = None  # the parsed body, for the log (rendered by policy off the response path)
     response_payload: Any = None  # the answer; a stream's is reassembled from `output_text`
     output_text: list[str] = field(default_factory=list)
@@ -271,6 +275,40 @@ class Trace:
     def prompt_tokens_estimate(self) -> int:
         return estimate_tokens(_text(self.prompt_source))
 
+    def screen_input(self, messages: list[Any]) -> list[Any] | None:
+        """The input guardrails on the request's messages: raises GuardrailBlocked for a block;
+        returns the redacted messages to send instead, or None when nothing was redacted."""
+        rules = self.key.guardrails  # type: ignore[union-attr]
+        if not rules.input and rules.max_input_tokens is None:
+            return None
+        try:
+            result = guard.check_input(rules, messages)
+        except guard.GuardrailBlocked as exc:
+            self.guardrails = getattr(exc, "verdicts", None) or [
+                {"where": "input", "check": "size", "action": "block", "count": 1, "kinds": []}
+            ]
+            raise
+        self.guardrails = result.verdicts
+        self.guard_mapping = result.mapping
+        return result.messages
+
+    def output_filter(self) -> guard.OutputFilter | None:
+        """A filter for one answer's text (a choice, a content block), when the policy checks output."""
+        rules = self.key.guardrails if self.key is not None else None
+        if rules is None or not rules.checks_output:
+            return None
+        screen = guard.OutputFilter(rules, self.guard_mapping)
+        self.output_filters.append(screen)
+        if self.delivered is None:
+            self.delivered = []
+        return screen
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        found = list(self.guardrails)
+        for screen in self.output_filters:
+            found.extend(v for v in screen.verdicts if v not in found)
+        return found
+
     def saw_output(self, text: str) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
@@ -300,6 +338,7 @@ class Trace:
         usage = self.final_usage()
         routed = self.routed or Routed()
         key = self.key
+        verdicts = self.verdicts() if self.guardrails or self.output_filters else []
         logbuffer.append(
             {
                 "request_id": self.request_id,
@@ -339,14 +378,21 @@ class Trace:
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
                 "user_agent": self.user_agent[:300],
                 "bodies": (key.log_bodies if key else "metadata", self.request_payload, self._response_for_log()),
+                "guardrails": verdicts,
             }
         )
         if telemetry.enabled:  # spans and metrics, built by the telemetry worker off the response path
+            for verdict in verdicts:
+                telemetry.count_guardrail_verdict(
+                    check=verdict["check"], action=verdict["action"], where=verdict["where"]
+                )
             telemetry.record_request(self, usage=usage, ended=now)
 
     def _response_for_log(self) -> Any:
         if self.response_payload is not None:
             return self.response_payload
+        if self.stream and self.delivered is not None:
+            return {"stream": True, "content": "".join(self.delivered)}  # as the guardrails released it
         if self.stream and self.output_text:
             return {"stream": True, "content": "".join(self.output_text)}  # reassembled
         return None
