@@ -710,7 +710,17 @@ class GuardrailPolicyAdmin(ServiceAdmin):
 
     list_display = ("__str__", "scope", "restore_redactions", "max_input_tokens", "updated_at")
     list_filter = ("scope",)
-    fields = ("scope", "project", "input", "output", "denylist", "restore_redactions", "max_input_tokens")
+    fields = (
+        "scope",
+        "project",
+        "input",
+        "output",
+        "denylist",
+        "restore_redactions",
+        "max_input_tokens",
+        "classifier_model",
+        "classifier_kind",
+    )
     autocomplete_fields = ("project",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: GuardrailPolicy | None = None) -> tuple[str, ...]:
@@ -725,6 +735,8 @@ class GuardrailPolicyAdmin(ServiceAdmin):
             "denylist": obj.denylist,
             "restore_redactions": obj.restore_redactions,
             "max_input_tokens": obj.max_input_tokens,
+            "classifier_model": obj.classifier_model,
+            "classifier_kind": obj.classifier_kind,
         }
         saved = services.set_guardrail_policy(project=obj.project, data=data)
         if saved is not None:

@@ -17,9 +17,10 @@ from gateway.errors import ValidationFailed
 from gateway.guardrails import DenyList, DenyListError, compile_denylist
 
 ACTIONS = ("off", "flag", "redact", "block")
-INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist")
+INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist", "classifier")
 OUTPUT_CHECKS = ("pii", "secrets", "denylist")
-_NOT_REDACTABLE = frozenset({"prompt_injection"})  # a score over a whole text, not a span to replace
+_NOT_REDACTABLE = frozenset({"prompt_injection", "classifier"})  # a verdict on a whole text, not a span
+CLASSIFIER_KINDS = ("moderation", "chat")  # OpenAI's moderation endpoint, or a Llama Guard-style chat model
 
 # The floor when administrators have set none.
 DEFAULT_INPUT = {"pii": "flag", "secrets": "block", "prompt_injection": "flag", "denylist": "block"}
@@ -33,6 +34,8 @@ class Policy:
     denylist: tuple[str, ...] = ()
     restore_redactions: bool = False
     max_input_tokens: int | None = None
+    classifier_model: str = ""  # a public model of this gateway that classifies the input
+    classifier_kind: str = "moderation"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,8 @@ class Policy:
             "denylist": list(self.denylist),
             "restore_redactions": self.restore_redactions,
             "max_input_tokens": self.max_input_tokens,
+            "classifier_model": self.classifier_model or None,
+            "classifier_kind": self.classifier_kind,
         }
 
 
@@ -70,7 +75,15 @@ def _actions(value: Any, checks: tuple[str, ...], where: str) -> dict[str, str]:
 
 def validate(data: Mapping[str, Any]) -> Policy:
     """A policy from its JSON form (the management API's, the admin's), or ValidationFailed."""
-    unknown = set(data) - {"input", "output", "denylist", "restore_redactions", "max_input_tokens"}
+    unknown = set(data) - {
+        "input",
+        "output",
+        "denylist",
+        "restore_redactions",
+        "max_input_tokens",
+        "classifier_model",
+        "classifier_kind",
+    }
     if unknown:
         raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     denylist = data.get("denylist") or []
@@ -90,12 +103,25 @@ def validate(data: Mapping[str, Any]) -> Policy:
         raise ValidationFailed(
             "max_input_tokens is a whole number of tokens, 1 or more, or null.", field="max_input_tokens"
         )
+    classifier_model = data.get("classifier_model") or ""
+    if not isinstance(classifier_model, str) or len(classifier_model) > 128:
+        raise ValidationFailed(
+            "classifier_model is the name of one of this gateway's models.", field="classifier_model"
+        )
+    classifier_kind = data.get("classifier_kind") or "moderation"
+    if classifier_kind not in CLASSIFIER_KINDS:
+        raise ValidationFailed(f"classifier_kind is one of {', '.join(CLASSIFIER_KINDS)}.", field="classifier_kind")
+    actions = _actions(data.get("input"), INPUT_CHECKS, "input")
+    if actions.get("classifier", "off") != "off" and not classifier_model:
+        raise ValidationFailed("The classifier check needs a classifier_model.", field="classifier_model")
     return Policy(
-        input=_actions(data.get("input"), INPUT_CHECKS, "input"),
+        input=actions,
         output=_actions(data.get("output"), OUTPUT_CHECKS, "output"),
         denylist=tuple(dict.fromkeys(t.strip() for t in denylist)),
         restore_redactions=restore,
         max_input_tokens=cap,
+        classifier_model=classifier_model,
+        classifier_kind=classifier_kind,
     )
 
 
@@ -122,6 +148,8 @@ def effective(floor: Policy, project: Policy | None) -> Policy:
         denylist=tuple(dict.fromkeys(floor.denylist + project.denylist)),
         restore_redactions=project.restore_redactions,
         max_input_tokens=min(caps) if caps else None,
+        classifier_model=project.classifier_model or floor.classifier_model,
+        classifier_kind=project.classifier_kind if project.classifier_model else floor.classifier_kind,
     )
 
 
@@ -145,6 +173,8 @@ class Rules:
     denylist: DenyList | None = None
     restore: bool = False
     max_input_tokens: int | None = None
+    classifier_model: str = ""
+    classifier_kind: str = "moderation"
 
     @classmethod
     def of(cls, policy: Policy, *, name: str) -> Rules:
@@ -155,6 +185,8 @@ class Rules:
             denylist=compile_denylist(policy.denylist) if policy.denylist else None,
             restore=policy.restore_redactions,
             max_input_tokens=policy.max_input_tokens,
+            classifier_model=policy.classifier_model,
+            classifier_kind=policy.classifier_kind,
         )
 
     @property

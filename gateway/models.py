@@ -337,6 +337,14 @@ class GuardrailPolicy(models.Model):
         default=False, help_text="Put the redacted values back into the answer for the caller."
     )
     max_input_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no cap.")
+    classifier_model = models.CharField(
+        max_length=128, blank=True, help_text="A model of this gateway that classifies inputs (the classifier check)."
+    )
+    classifier_kind = models.CharField(
+        max_length=12,
+        choices=[("moderation", "Moderation endpoint"), ("chat", "Chat model (Llama Guard style)")],
+        default="moderation",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

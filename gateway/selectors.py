@@ -372,6 +372,8 @@ def _policy_of(row: GuardrailPolicy) -> guardrail_policy.Policy:
         denylist=tuple(row.denylist),
         restore_redactions=row.restore_redactions,
         max_input_tokens=row.max_input_tokens,
+        classifier_model=row.classifier_model,
+        classifier_kind=row.classifier_kind,
     )
 
 

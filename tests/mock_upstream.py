@@ -12,6 +12,10 @@ name of the request, so one server plays every scenario:
 - `mock-bad-json`: answers 200 with a body that is not JSON
 - `mock-no-done`: streams and closes cleanly without `[DONE]`
 - `mock-redirect`: answers 307 to another address
+- `mock-guard`: a Llama Guard-style classifier: `unsafe` and `S1` when the last user message
+  says "forbidden", else `safe`
+- `POST /moderations`: OpenAI's moderation answer, flagged (violence) when the input says
+  "forbidden"; the model `mock-moderation-down` answers 500
 - `mock-script-<name>` (or `mock-script-<name>@<label>`): the k-th request takes the k-th step of
   `state.scripts["<name>"]`, the last step repeating once the script runs out (no script: `ok`).
   Labels let several deployments share one script while the recorded requests tell them apart.
@@ -330,6 +334,11 @@ def build_app(state: MockState) -> web.Application:
             return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
         if model == "mock-hang":
             await asyncio.sleep(30)
+        if model == "mock-guard":  # a Llama Guard-style classifier
+            verdict = "unsafe\nS1" if "forbidden" in _last_user_text(body).lower() else "safe"
+            reply = _completion(body)
+            reply["choices"][0]["message"]["content"] = verdict
+            return web.Response(body=orjson.dumps(reply), content_type="application/json")
         if model == "mock-bad-json":
             return web.Response(status=200, body=b"{not json", content_type="application/json")
         if model == "mock-redirect":
@@ -380,6 +389,25 @@ def build_app(state: MockState) -> web.Application:
         state.completed_streams.append(model)
         return response
 
+    async def moderations(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if state.record:
+            state.requests.append(Recorded(request.path, dict(request.headers), body))
+        if body.get("model") == "mock-moderation-down":
+            return _error(500, "mock: the moderation model is down")
+        texts = body.get("input") if isinstance(body.get("input"), list) else [body.get("input")]
+        results = []
+        for text in texts:
+            flagged = "forbidden" in str(text).lower()
+            results.append(
+                {
+                    "flagged": flagged,
+                    "categories": {"violence": flagged, "harassment": False},
+                    "category_scores": {"violence": 0.97 if flagged else 0.01, "harassment": 0.0},
+                }
+            )
+        return web.json_response({"id": "modr-mock", "model": body.get("model"), "results": results})
+
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json(loads=orjson.loads)
         if state.record:
@@ -406,6 +434,7 @@ def build_app(state: MockState) -> web.Application:
         app.router.add_get(prefix + "/models", models)
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/embeddings", embeddings)
+        app.router.add_post(prefix + "/moderations", moderations)
     return app
 
 

@@ -57,7 +57,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     trace.stream = stream = parse.optional_bool(body, "stream")
     options = parse.stream_options(body)
     model = await catalog.resolve(key, model_name)
-    if (screened := trace.screen_input(body["messages"])) is not None:
+    if (screened := await trace.screen_input(body["messages"])) is not None:
         body["messages"] = screened  # the model sees placeholders, never the redacted values
     trace.prompt(body)
     await trace.admit(body, stream=stream, model=model)
@@ -220,7 +220,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     trace.model = model_name = parse.required_str(body, "model")
     parse.embedding_input(body)
     model = await catalog.resolve(key, model_name)
-    _screen_embedding_input(trace, body)
+    await _screen_embedding_input(trace, body)
     trace.prompt(body)
     await trace.admit(body | {"max_tokens": 0}, stream=False, model=model)  # embeddings produce no output tokens
     trace.routed = routed = Routed()
@@ -233,14 +233,14 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     return _json(reply, trace.request_id)
 
 
-def _screen_embedding_input(trace: Trace, body: dict) -> None:
+async def _screen_embedding_input(trace: Trace, body: dict) -> None:
     """The input guardrails on embedding inputs (text ones; token arrays carry no text)."""
     texts = body["input"]
     if isinstance(texts, str):
         texts = [texts]
     if not all(isinstance(t, str) for t in texts):
         return
-    if (screened := trace.screen_input([{"role": "user", "content": t} for t in texts])) is not None:
+    if (screened := await trace.screen_input([{"role": "user", "content": t} for t in texts])) is not None:
         redacted = [m["content"] for m in screened]
         body["input"] = redacted[0] if isinstance(body["input"], str) else redacted
 

@@ -150,6 +150,12 @@ async def resolve(key: KeySnapshot, model_name: str) -> ModelSnapshot:
     return model
 
 
+async def model_named(name: str) -> ModelSnapshot | None:
+    """An enabled model by its public name, whoever asks (the guardrails' classifier)."""
+    model = (await _catalog()).get(name)
+    return model if model is not None and model.enabled else None
+
+
 def unavailable(model: ModelSnapshot) -> ProxyError:
     """Why no deployment of this model may serve traffic."""
     if any(d.provider_kind == "demo" for d in model.deployments) and not settings.DEMO_PROVIDER_ENABLED:

@@ -85,7 +85,8 @@ def check_input(rules: Rules, messages: Sequence[Mapping[str, object]]) -> Input
             )
     if not rules.input:
         return InputResult(None)
-    findings = guardrails.scan_messages(messages, tuple(rules.input), denylist=rules.denylist)
+    local = tuple(check for check in rules.input if check != "classifier")  # the classifier is remote
+    findings = guardrails.scan_messages(messages, local, denylist=rules.denylist) if local else []
     verdicts = _verdicts("input", rules.input, findings)
     for check, action in rules.input.items():
         if action == "block" and (hits := [f for f in findings if f.category == check]):

@@ -175,7 +175,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace.model = body.get("model") if isinstance(body.get("model"), str) else ""
     trace.stream = stream = checked(body)
     model = await catalog.resolve(key, body["model"])
-    _screen_input(trace, body)
+    await _screen_input(trace, body)
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
     trace.request_payload = body
     await trace.admit(body, stream=stream, model=model)
@@ -203,11 +203,11 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     return _identified(response, request_id)
 
 
-def _screen_input(trace: Trace, body: dict[str, Any]) -> None:
+async def _screen_input(trace: Trace, body: dict[str, Any]) -> None:
     """The input guardrails on the system prompt and the messages (redacted in place)."""
     system = body.get("system")
     head = [{"role": "system", "content": system}] if system else []
-    if (screened := trace.screen_input(head + list(body["messages"]))) is not None:
+    if (screened := await trace.screen_input(head + list(body["messages"]))) is not None:
         if head:
             body["system"] = screened[0]["content"]
         body["messages"] = screened[len(head) :]

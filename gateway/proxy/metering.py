@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from billing import budget
 from gateway import telemetry
-from gateway.proxy import guard, logbuffer, ratelimit, router
+from gateway.proxy import classifier, guard, logbuffer, ratelimit, router
 from gateway.proxy import request as parse
 from gateway.proxy.errors import BudgetUnavailable, InternalError, PermissionDenied, ProxyError, QuotaExceeded
 from gateway.proxy.router import Routed
@@ -275,7 +275,7 @@ class Trace:
     def prompt_tokens_estimate(self) -> int:
         return estimate_tokens(_text(self.prompt_source))
 
-    def screen_input(self, messages: list[Any]) -> list[Any] | None:
+    async def screen_input(self, messages: list[Any]) -> list[Any] | None:
         """The input guardrails on the request's messages: raises GuardrailBlocked for a block;
         returns the redacted messages to send instead, or None when nothing was redacted."""
         rules = self.key.guardrails  # type: ignore[union-attr]
@@ -290,7 +290,28 @@ class Trace:
             raise
         self.guardrails = result.verdicts
         self.guard_mapping = result.mapping
+        if action := rules.input.get("classifier"):
+            await self._classify(rules, action, result.messages or messages)
         return result.messages
+
+    async def _classify(self, rules: Any, action: str, messages: list[Any]) -> None:
+        outcome = await classifier.classify(self.key, rules, messages)  # type: ignore[arg-type]
+        verdict = {"where": "input", "check": "classifier", "action": "error", "count": 1, "kinds": []}
+        if outcome is None:
+            self.guardrails.append(verdict)
+            if action == "block":
+                raise classifier.unavailable(rules)
+            return
+        flagged, kinds = outcome
+        if not flagged:
+            return
+        self.guardrails.append(verdict | {"action": action, "kinds": kinds})
+        if action == "block":
+            what = f" ({', '.join(kinds)})" if kinds else ""
+            raise guard.GuardrailBlocked(
+                f"Blocked by the guardrail policy of {rules.policy_name}: the input check 'classifier' flagged "
+                f"it{what}. Rephrase it, or ask the project owner about the policy."
+            )
 
     def output_filter(self) -> guard.OutputFilter | None:
         """A filter for one answer's text (a choice, a content block), when the policy checks output."""

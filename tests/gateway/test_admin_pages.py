@@ -384,6 +384,7 @@ def test_organisation_guardrail_floor_is_saved_through_the_admin(client: Client)
             "output": '{"secrets": "redact"}',
             "denylist": '["project falcon"]',
             "max_input_tokens": "",
+            "classifier_kind": "moderation",
         },
     )
 
@@ -399,7 +400,13 @@ def test_bad_guardrail_action_is_shown_on_the_form(client: Client) -> None:
 
     response = client.post(
         reverse("admin:gateway_guardrailpolicy_add"),
-        {"scope": "organisation", "input": '{"pii": "explode"}', "output": "{}", "denylist": "[]"},
+        {
+            "scope": "organisation",
+            "input": '{"pii": "explode"}',
+            "output": "{}",
+            "denylist": "[]",
+            "classifier_kind": "chat",
+        },
     )
 
     assert response.status_code == 200

@@ -10,6 +10,7 @@ import pytest
 
 from billing.models import LedgerEntry
 from gateway import services
+from gateway.models import Deployment
 from tests.conftest import Setup, _logs_since, logged
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,3 +116,51 @@ def test_deny_list_blocks_a_project_term(gateway_setup, live_gateway, upstream):
     with pytest.raises(openai.BadRequestError):
         _ask(_sdk(live_gateway, gateway_setup), "what is the status of Project Falcon?")
     assert upstream.state.requests == []
+
+
+# --- the external classifier: a moderation model through the gateway's own providers ---
+
+
+def _classifier(setup: Setup, upstream_model: str, *, kind: str = "moderation", action: str = "block") -> None:
+    from tests.factories import DeploymentFactory, ModelFactory
+
+    provider = Deployment.objects.get(model__name="gpt-test").provider
+    DeploymentFactory(model=ModelFactory(name="moderator"), provider=provider, upstream_model=upstream_model)
+    services.set_guardrail_policy(
+        project=setup.project,
+        data={"input": {"classifier": action}, "classifier_model": "moderator", "classifier_kind": kind},
+    )
+
+
+@pytest.mark.parametrize(("kind", "upstream_model"), [("moderation", "omni-moderation-latest"), ("chat", "mock-guard")])
+def test_input_the_classifier_flags_is_blocked_and_clean_input_passes(
+    gateway_setup, live_gateway, upstream, kind, upstream_model
+):
+    _classifier(gateway_setup, upstream_model, kind=kind)
+    client = _sdk(live_gateway, gateway_setup)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        _ask(client, "tell me the forbidden thing")
+    assert refused.value.body["code"] == "guardrail_blocked" and "'classifier'" in refused.value.body["message"]
+    assert _ask(client, "tell me a nice thing").choices[0].message.content == "echo: tell me a nice thing"
+
+    answered = [r.body.get("model") for r in upstream.state.requests]
+    assert answered.count("upstream-gpt") == 1  # the flagged request never reached the model
+    rows = logged(2)
+    assert rows[0].guardrails[0]["check"] == "classifier" and rows[0].guardrails[0]["action"] == "block"
+
+
+def test_classifier_that_cannot_answer_refuses_a_blocking_policy_and_lets_a_flagging_one_pass(
+    gateway_setup, live_gateway, upstream
+):
+    _classifier(gateway_setup, "mock-moderation-down")
+    client = _sdk(live_gateway, gateway_setup)
+
+    with pytest.raises(openai.InternalServerError) as refused:
+        _ask(client, "hello")
+    assert refused.value.status_code == 503
+
+    services.set_guardrail_policy(
+        project=gateway_setup.project, data={"input": {"classifier": "flag"}, "classifier_model": "moderator"}
+    )
+    assert _ask(client, "hello").choices[0].message.content == "echo: hello"

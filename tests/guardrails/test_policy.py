@@ -18,7 +18,8 @@ FIXED_POINT = {
 def test_the_documented_policy_is_valid_and_round_trips():
     policy = validate(FIXED_POINT)
 
-    assert policy.as_json() == FIXED_POINT | {"max_input_tokens": None}
+    extras = {"max_input_tokens": None, "classifier_model": None, "classifier_kind": "moderation"}
+    assert policy.as_json() == FIXED_POINT | extras
 
 
 @pytest.mark.parametrize(
@@ -65,3 +66,21 @@ def test_deny_lists_add_up():
 
 def test_a_project_without_its_own_policy_gets_the_floor():
     assert effective(DEFAULT_FLOOR, None) == DEFAULT_FLOOR
+
+
+def test_the_classifier_check_needs_a_model_and_cannot_redact():
+    with pytest.raises(ValidationFailed) as refused:
+        validate({"input": {"classifier": "block"}})
+    assert refused.value.field == "classifier_model"
+    with pytest.raises(ValidationFailed):
+        validate({"input": {"classifier": "redact"}, "classifier_model": "moderator"})
+    with pytest.raises(ValidationFailed):
+        validate({"classifier_model": "moderator", "classifier_kind": "vibes"})
+
+
+def test_a_projects_classifier_model_wins_and_the_floor_supplies_one_otherwise():
+    floor = validate({"input": {"classifier": "flag"}, "classifier_model": "omni", "classifier_kind": "moderation"})
+
+    assert effective(floor, validate({})).classifier_model == "omni"
+    own = validate({"classifier_model": "guard", "classifier_kind": "chat"})
+    assert (effective(floor, own).classifier_model, effective(floor, own).classifier_kind) == ("guard", "chat")

@@ -176,5 +176,9 @@ class OpenAIAdapter:
     async def embeddings(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         return await self._post_json(deployment, "/embeddings", payload)
 
+    async def moderations(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        """OpenAI's moderation endpoint (the guardrails' classifier check)."""
+        return await self._post_json(deployment, "/moderations", payload)
+
     async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
         return OpenAIStream(await self._open(deployment, "/chat/completions", payload, stream=True), deployment)

@@ -35,7 +35,8 @@ def test_put_the_documented_policy_and_get_it_back_as_the_effective_one(api, pro
     assert body["input"] == FIXED_POINT["input"]
     assert body["output"] == FIXED_POINT["output"]
     assert (body["denylist"], body["restore_redactions"]) == (FIXED_POINT["denylist"], False)
-    assert body["own"] == FIXED_POINT | {"max_input_tokens": None} and body["raised_to_floor"] == []
+    extras = {"max_input_tokens": None, "classifier_model": None, "classifier_kind": "moderation"}
+    assert body["own"] == FIXED_POINT | extras and body["raised_to_floor"] == []
 
 
 def test_a_project_without_a_policy_gets_the_organisations(api, project):
