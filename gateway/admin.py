@@ -33,7 +33,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from gateway import health_state, log_bodies, services
+from gateway import guardrail_policy, health_state, log_bodies, services
 from gateway.errors import ValidationFailed
 from gateway.models import (
     AdminToken,
@@ -710,17 +710,7 @@ class GuardrailPolicyAdmin(ServiceAdmin):
 
     list_display = ("__str__", "scope", "restore_redactions", "max_input_tokens", "updated_at")
     list_filter = ("scope",)
-    fields = (
-        "scope",
-        "project",
-        "input",
-        "output",
-        "denylist",
-        "restore_redactions",
-        "max_input_tokens",
-        "classifier_model",
-        "classifier_kind",
-    )
+    fields = ("scope", "project", *guardrail_policy.FIELDS)
     autocomplete_fields = ("project",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: GuardrailPolicy | None = None) -> tuple[str, ...]:
@@ -729,15 +719,7 @@ class GuardrailPolicyAdmin(ServiceAdmin):
     def save_model(self, request: HttpRequest, obj: GuardrailPolicy, form: forms.ModelForm, change: bool) -> None:
         if obj.scope == GuardrailPolicy.Scope.ORGANISATION:
             obj.project = None
-        data = {
-            "input": obj.input,
-            "output": obj.output,
-            "denylist": obj.denylist,
-            "restore_redactions": obj.restore_redactions,
-            "max_input_tokens": obj.max_input_tokens,
-            "classifier_model": obj.classifier_model,
-            "classifier_kind": obj.classifier_kind,
-        }
+        data = {name: getattr(obj, name) for name in guardrail_policy.FIELDS}
         saved = services.set_guardrail_policy(project=obj.project, data=data)
         if saved is not None:
             _adopt(obj, saved)

@@ -17,6 +17,16 @@ from gateway.errors import ValidationFailed
 from gateway.guardrails import DenyList, DenyListError, compile_denylist
 
 ACTIONS = ("off", "flag", "redact", "block")
+# A policy's fields, as the management API, the admin and the GuardrailPolicy table name them
+FIELDS = (
+    "input",
+    "output",
+    "denylist",
+    "restore_redactions",
+    "max_input_tokens",
+    "classifier_model",
+    "classifier_kind",
+)
 INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist", "classifier")
 OUTPUT_CHECKS = ("pii", "secrets", "denylist")
 _NOT_REDACTABLE = frozenset({"prompt_injection", "classifier"})  # a verdict on a whole text, not a span
@@ -75,15 +85,7 @@ def _actions(value: Any, checks: tuple[str, ...], where: str) -> dict[str, str]:
 
 def validate(data: Mapping[str, Any]) -> Policy:
     """A policy from its JSON form (the management API's, the admin's), or ValidationFailed."""
-    unknown = set(data) - {
-        "input",
-        "output",
-        "denylist",
-        "restore_redactions",
-        "max_input_tokens",
-        "classifier_model",
-        "classifier_kind",
-    }
+    unknown = set(data) - set(FIELDS)
     if unknown:
         raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     denylist = data.get("denylist") or []

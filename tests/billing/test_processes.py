@@ -23,7 +23,6 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 
 from billing import budget, services
 from billing.models import LedgerEntry
@@ -32,15 +31,11 @@ from gateway import services as gateway_services
 from gateway.models import Deployment, VirtualKey
 from tests.bench.procs import Proc, free_port, wait_for_port
 from tests.conftest import Setup, _logs_since
+from tests.gateway_processes import gateway_environment
 from tests.mock_upstream import MockUpstream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 SLOW = 3.0  # seconds the mock takes to answer: longer than it takes to admit the whole burst
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -52,13 +47,7 @@ def gateways(tmp_path: Path) -> Iterator[Callable[..., list[str]]]:
         urls = []
         for index in range(count):
             port = free_port()
-            environment = os.environ | {
-                "DATABASE_URL": _database_url(),
-                "REDIS_URL": settings.REDIS_URL,
-                "BUDGET_REDIS_PREFIX": settings.BUDGET_REDIS_PREFIX,
-                "LOG_FLUSH_INTERVAL": "0.05",
-                **env,
-            }
+            environment = gateway_environment(**env)
             argv = [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--port", str(port)]
             proc = Proc(f"gateway-{index}", [*argv, "--lifespan", "on"], env=environment, log=tmp_path / f"{index}.log")
             started.append(proc)

@@ -22,22 +22,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from billing.models import LedgerEntry
 from gateway.models import RequestLog
 from tests.bench.procs import Proc, free_port, wait_for_port
 from tests.conftest import Setup, _logs_since
+from tests.gateway_processes import database_url, gateway_environment
 from tests.mock_upstream import MockUpstream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 CONCURRENCY = 16
-
-
-def _database_url(port: int | None = None) -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@127.0.0.1:{port or db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -46,13 +41,7 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[Proc, str]]]:
 
     def start(**env: str) -> tuple[Proc, str]:
         port = free_port()
-        environment = os.environ | {
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "BUDGET_REDIS_PREFIX": settings.BUDGET_REDIS_PREFIX,
-            "LOG_FLUSH_INTERVAL": "0.2",
-            **env,
-        }
+        environment = gateway_environment(**env)
         argv = [sys.executable, "-m", "gunicorn", "gateway.asgi:application", "-k", "uvicorn.workers.UvicornWorker"]
         argv += ["--workers", "2", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"]
         proc = Proc("gunicorn", argv, env=environment, log=tmp_path / "gunicorn.log")
@@ -190,7 +179,7 @@ def test_no_row_is_missing_after_the_database_was_gone_for_30_seconds_under_load
     flaky = FlakyTcpProxy(int(connection.settings_dict["PORT"] or 5432))
     try:
         # Keys and models stay cached through the outage; the log buffer keeps the rows meanwhile.
-        _proc, url = gunicorn(DATABASE_URL=_database_url(flaky.port), CATALOG_CACHE_TTL="300")
+        _proc, url = gunicorn(DATABASE_URL=database_url(flaky.port), CATALOG_CACHE_TTL="300")
         stop, statuses, thread = _in_background(url, gateway_setup.secret)
         time.sleep(2)
 
