@@ -210,6 +210,8 @@ UPSTREAM_TIMEOUT = env_float("UPSTREAM_TIMEOUT", 600.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
 UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, minimum=1024)
 CATALOG_CACHE_TTL = env_float("CATALOG_CACHE_TTL", 30.0)
+# How long keys and models already read keep serving past their TTL while the database is away
+CATALOG_STALE_GRACE = env_float("CATALOG_STALE_GRACE", 600.0)
 # Retries, fallbacks and circuit breaking (gateway/proxy/router.py, breaker.py)
 ROUTER_MAX_ATTEMPTS = env_int("ROUTER_MAX_ATTEMPTS", 3, minimum=1)
 ROUTER_BACKOFF_BASE = env_float("ROUTER_BACKOFF_BASE", 0.25)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -39,9 +40,12 @@ class _TTLCache:
         self._inflight: dict[Any, asyncio.Future[Any]] = {}
         self._max_size = max_size
         self._generation = 0
+        self._warned_at = -math.inf
+        self._expired_at: dict[Any, float] = {}  # when entries now served stale first expired
 
     def clear(self) -> None:
         self._entries.clear()
+        self._expired_at.clear()
         self._generation += 1
 
     async def get(self, key: Any, load: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]) -> Any:
@@ -55,12 +59,21 @@ class _TTLCache:
         generation = self._generation
         try:
             value = await load()
+        except Exception as exc:
+            stale = self._stale(key, entry)
+            if stale is None:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+                raise
+            future.set_result(stale)
+            return stale
         except BaseException as exc:
             future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
+            future.exception()
             raise
         else:
             future.set_result(value)
+            self._expired_at.pop(key, None)
             if generation == self._generation:  # not invalidated while loading
                 self._entries[key] = (time.monotonic() + ttl(value), value)
                 self._entries.move_to_end(key)
@@ -70,7 +83,24 @@ class _TTLCache:
         finally:
             del self._inflight[key]
 
+    def _stale(self, key: Any, entry: tuple[float, Any] | None) -> Any:
+        """When a reload fails (the database is away), an entry that merely expired keeps serving,
+        retried every few seconds, for up to CATALOG_STALE_GRACE seconds past its expiry. An entry
+        dropped by an invalidation (a revoked key) is gone and is never served stale."""
+        if entry is None or self._entries.get(key) is not entry:
+            return None
+        now = time.monotonic()
+        expired_for = now - self._expired_at.setdefault(key, entry[0])
+        if expired_for > settings.CATALOG_STALE_GRACE:
+            return None
+        if now - self._warned_at >= 10:
+            self._warned_at = now
+            logger.warning("serving cached keys/models that cannot be re-read (%.0f s past expiry)", expired_for)
+        self._entries[key] = (now + _STALE_RETRY, entry[1])
+        return entry[1]
 
+
+_STALE_RETRY = 5.0  # seconds between reload attempts while serving stale
 _keys = _TTLCache(_MAX_KEYS)
 _models = _TTLCache(1)
 _load_key = sync_to_async(selectors.key_snapshot, thread_sensitive=False)

@@ -178,8 +178,9 @@ def test_no_row_is_missing_after_the_database_was_gone_for_30_seconds_under_load
 ):
     flaky = FlakyTcpProxy(int(connection.settings_dict["PORT"] or 5432))
     try:
-        # Keys and models stay cached through the outage; the log buffer keeps the rows meanwhile.
-        _proc, url = gunicorn(DATABASE_URL=database_url(flaky.port), CATALOG_CACHE_TTL="300")
+        # Keys and models expire every 5 s and keep serving stale while they cannot be re-read;
+        # the log buffer keeps the rows meanwhile.
+        _proc, url = gunicorn(DATABASE_URL=database_url(flaky.port), CATALOG_CACHE_TTL="5", BUDGET_CACHE_TTL="5")
         stop, statuses, thread = _in_background(url, gateway_setup.secret)
         time.sleep(2)
 
