@@ -34,10 +34,10 @@ async def classify(
     model = await catalog.model_named(rules.classifier_model)
     if model is None:
         return None
-    text = "\n".join(part.text for part in guardrails.iter_text_parts(messages))
     try:
         if rules.classifier_kind == "chat":
             return await _ask_chat(key, model, messages)
+        text = "\n".join(part.text for part in guardrails.iter_text_parts(messages))
         return await _ask_moderation(key, model, text)
     except ProxyError:
         return None
