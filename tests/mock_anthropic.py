@@ -14,6 +14,9 @@ turn before), answering `invalid_request_error` otherwise. What it answers is ch
   the 401 quotes the presented key, as a careless upstream might)
 - `claude-no-stop`: streams, then closes cleanly without `message_stop`
 - `claude-error-event`: streams a little, then an `error` event (overloaded_error)
+- `claude-echo-key`: an answer that quotes the key it was sent (`x-api-key`, or the bearer value):
+  in a text block, in a tool_use's input, and in the message's `id` and `model`; streaming, the
+  text and the input arrive a few characters an event, so the key is split across many events
 
 Run standalone with `python -m tests.mock_anthropic --port 9101`.
 """
@@ -209,6 +212,50 @@ def stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
+_ECHO_PIECE = 3  # characters of the key per stream event (`claude-echo-key`)
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + _ECHO_PIECE] for i in range(0, len(text), _ECHO_PIECE)]
+
+
+def echo_key_message(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`claude-echo-key`'s answer: the key in a text block, a tool_use input, the id and the model."""
+    blocks = [
+        {"type": "text", "text": f"The key you sent me is {key}, keep it safe."},
+        {"type": "tool_use", "id": f"toolu_{key}", "name": "remember", "input": {"key": key}},
+    ]
+    return _message(body, blocks, "tool_use", _usage(body["model"], 7)) | {"id": f"msg_{key}", "model": key}
+
+
+def echo_key_events(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The same answer streamed, the text and the tool input a few characters an event."""
+    whole = echo_key_message(body, key)
+    text, tool = whole["content"]
+    start = whole | {"content": [], "stop_reason": None, "usage": _usage(body["model"], 1)}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    for piece in _pieces(text["text"]):
+        events.append({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+    events.append({"type": "content_block_stop", "index": 0})
+    events.append({"type": "content_block_start", "index": 1, "content_block": tool | {"input": {}}})
+    for piece in _pieces(orjson.dumps(tool["input"]).decode()):
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        events.append({"type": "content_block_delta", "index": 1, "delta": delta})
+    events.append({"type": "content_block_stop", "index": 1})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 7},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
 def build_app(state: MockState) -> web.Application:
     async def messages(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -242,9 +289,11 @@ def build_app(state: MockState) -> web.Application:
         if not body.get("stream"):
             blocks = answer_blocks(body)
             reply = _message(body, blocks, _stop_reason(model, blocks), _usage(model, 7))
+            if model == "claude-echo-key":
+                reply = echo_key_message(body, presented)
             return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
-        events = stream_events(body)
+        events = echo_key_events(body, presented) if model == "claude-echo-key" else stream_events(body)
         if model == "claude-no-stop":
             events = events[:-1]
         if model == "claude-error-event":

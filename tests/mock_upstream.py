@@ -36,6 +36,21 @@ name of the request, so one server plays every scenario:
   - `content-filter-400`: Azure's 400 with code `content_filter`
   - `echo-key=<code>`, `echo-key-event=<n>`: an error (a stream's error event after n chunks; a 500
     when not streaming) that quotes the presented key, as a careless upstream might
+- `mock-tokenizer` (and `mock-tokenizer-slow=<seconds>`, which waits that long before answering):
+  a greedy server that bills like a real tokenizer and generates all that the request allows.
+  Prompt tokens: every string in `messages`, `tools` and `system` (embeddings: `input`) costs one
+  token per non-ASCII character plus one per 4 ASCII characters (rounded up per string), each
+  message 3 more, each `image_url` part a flat 765; embedding token arrays count their length.
+  Output: the *larger* of `max_tokens` and `max_completion_tokens` (a float rounded up; neither:
+  4096; at most 65,536) for each of `n` choices, one "語" per token, finish_reason `length`
+  (SSE when `stream` is true, usage in a last chunk when `stream_options.include_usage` is true).
+  A negative or non-numeric limit, or an `n` that is not a whole number from 1 to 128, gets a 400.
+  Every answer delivered in full is billed (`state.billed`), whether or not it reports usage.
+- `mock-deep`: a 200 completion, usage billed as usual, whose message carries a value nested
+  `DEEP` (300) levels; streaming, the chunk after the role chunk carries it
+- `mock-echo-auth`: an answer that quotes the bearer value it was sent: in the content, in a tool
+  call's arguments, and in `id`, `model` and `system_fingerprint`; streaming, the content and
+  the arguments arrive a few characters a chunk, so the key is split across many chunks
 Embeddings return a 3-dimensional vector per input. `GET /models` lists one model (401 when the
 key is `sk-rejected`), for health checks.
 
@@ -46,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import socket
 import threading
 import time
@@ -317,6 +333,190 @@ async def _play_stream(
     return response
 
 
+# --- hostile upstreams (`mock-tokenizer`, `mock-deep`, `mock-echo-auth`) ---
+
+TOKENIZER_CHAR = "語"  # one output token each
+TOKENIZER_DEFAULT_OUTPUT = 4096
+TOKENIZER_MAX_OUTPUT = 65_536
+TOKENIZER_MAX_N = 128
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_IMAGE = 765
+_TOKENIZER_CHUNK = 64  # output tokens a stream chunk carries
+DEEP = 300  # levels of nesting of `mock-deep`'s answers
+_DEEP_MARK = "__mock_deep__"
+_ECHO_PIECE = 3  # characters of the key per stream chunk
+
+
+def string_tokens(text: str) -> int:
+    """What the greedy tokenizer bills for one string: a token per non-ASCII character, and one per
+    four ASCII characters (rounded up)."""
+    wide = sum(1 for char in text if not char.isascii())
+    return wide + math.ceil((len(text) - wide) / 4)
+
+
+def _tokens_in(value: Any) -> int:
+    if isinstance(value, str):
+        return string_tokens(value)
+    if isinstance(value, list):
+        return sum(_tokens_in(v) for v in value)
+    if isinstance(value, dict):
+        if value.get("type") == "image_url":
+            return TOKENS_PER_IMAGE
+        return sum(_tokens_in(v) for v in value.values())
+    return 0
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The greedy tokenizer's prompt tokens for a chat request."""
+    messages = body.get("messages")
+    per_message = TOKENS_PER_MESSAGE * len(messages) if isinstance(messages, list) else 0
+    return per_message + sum(_tokens_in(body.get(field)) for field in ("messages", "tools", "system"))
+
+
+def embedding_tokens(value: Any) -> int:
+    """The greedy tokenizer's tokens for an embeddings `input`: token arrays count their length."""
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return len(value)
+    if isinstance(value, list):
+        return sum(embedding_tokens(v) for v in value)
+    return _tokens_in(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tokenizer_limits(body: dict[str, Any]) -> tuple[int, int] | web.Response:
+    """(output tokens per choice, choices), or the 400 a real server gives for nonsense."""
+    asked = [body[f] for f in ("max_tokens", "max_completion_tokens") if body.get(f) is not None]
+    for value in asked:
+        if not _whole(value) or value < 0:
+            return _error(400, f"mock: invalid output limit {value!r}", code="invalid_value")
+    output = min(math.ceil(max(asked)), TOKENIZER_MAX_OUTPUT) if asked else TOKENIZER_DEFAULT_OUTPUT
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if not _whole(n) or n != int(n) or not 1 <= n <= TOKENIZER_MAX_N:
+        return _error(400, f"mock: invalid n {n!r}", code="invalid_value")
+    return output, int(n)
+
+
+async def _tokenizer(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    if delay := model.partition("-slow=")[2]:
+        await asyncio.sleep(float(delay))
+    limits = _tokenizer_limits(body)
+    if isinstance(limits, web.Response):
+        return limits
+    output, n = limits
+    usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": n * output}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if not body.get("stream"):
+        reply = _completion(body)
+        reply["choices"] = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": TOKENIZER_CHAR * output},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
+            for i in range(n)
+        ]
+        reply["usage"] = usage
+        state.billed.append(usage)
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = orjson.loads(_chunk(body, delta, finish)[6:])
+        data["choices"][0]["index"] = index
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    chunks = [chunk(i, {"role": "assistant", "content": ""}) for i in range(n)]
+    for i in range(n):
+        for start in range(0, output, _TOKENIZER_CHUNK):
+            chunks.append(chunk(i, {"content": TOKENIZER_CHAR * min(_TOKENIZER_CHUNK, output - start)}))
+        chunks.append(chunk(i, {}, "length"))
+    return await _send_stream(request, body, state, model, chunks, usage)
+
+
+async def _send_stream(
+    request: web.Request,
+    body: dict[str, Any],
+    state: MockState,
+    model: str,
+    chunks: list[bytes],
+    usage: dict[str, int],
+) -> web.StreamResponse:
+    """Send the chunks, the usage chunk when asked for, and [DONE]; bill the usage once all is out."""
+    if (body.get("stream_options") or {}).get("include_usage"):
+        last = orjson.loads(_chunk(body, {})[6:])
+        last["choices"], last["usage"] = [], usage
+        chunks = [*chunks, b"data: " + orjson.dumps(last) + b"\n\n"]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    try:
+        await response.prepare(request)
+        for data in chunks:
+            await response.write(data)
+        await response.write(b"data: [DONE]\n\n")
+    except ConnectionResetError:
+        state.disconnects.append(model)
+        return response
+    state.billed.append(usage)
+    state.completed_streams.append(model)
+    return response
+
+
+def _deepen(data: bytes) -> bytes:
+    """The JSON with its `_DEEP_MARK` string replaced by a value nested DEEP levels (orjson writes
+    no deeper than 254 levels, so the nesting is spliced in as text)."""
+    deep = b'{"level":' * (DEEP - 1) + b'["deep"]' + b"}" * (DEEP - 1)
+    return data.replace(orjson.dumps(_DEEP_MARK), deep)
+
+
+async def _deep(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    usage = _usage(7)
+    if not body.get("stream"):
+        reply = _completion(body)
+        reply["choices"][0]["message"]["context"] = _DEEP_MARK
+        reply["usage"] = usage
+        state.billed.append(usage)
+        return web.Response(body=_deepen(orjson.dumps(reply)), content_type="application/json")
+    chunks = [
+        _chunk(body, {"role": "assistant", "content": ""}),
+        _deepen(_chunk(body, {"content": "deep ", "context": _DEEP_MARK})),
+        *(_chunk(body, {"content": word}) for word in _words(body)),
+        _chunk(body, {}, "stop"),
+    ]
+    return await _send_stream(request, body, state, model, chunks, usage)
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + _ECHO_PIECE] for i in range(0, len(text), _ECHO_PIECE)]
+
+
+async def _echo_auth(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    key = _presented_key(request)
+    content = f"The key you sent me is {key}, keep it safe."
+    arguments = orjson.dumps({"key": key}).decode()
+    call = {"id": f"call_{key}", "type": "function", "function": {"name": "remember", "arguments": arguments}}
+    extra = {"id": f"chatcmpl-{key}", "model": key, "system_fingerprint": key}
+    usage = _usage(len(_pieces(content)) + len(_pieces(arguments)))
+    if not body.get("stream"):
+        reply = _completion(body) | extra
+        message = {"role": "assistant", "content": content, "tool_calls": [call]}
+        reply["choices"][0] |= {"message": message, "finish_reason": "tool_calls"}
+        reply["usage"] = usage
+        state.billed.append(usage)
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+    chunks = [_chunk(body, {"role": "assistant", "content": ""}, **extra)]
+    chunks += [_chunk(body, {"content": piece}, **extra) for piece in _pieces(content)]
+    opening = call | {"index": 0, "function": {"name": "remember", "arguments": ""}}
+    chunks.append(_chunk(body, {"tool_calls": [opening]}, **extra))
+    for piece in _pieces(arguments):
+        chunks.append(_chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, **extra))
+    chunks.append(_chunk(body, {}, "tool_calls", **extra))
+    return await _send_stream(request, body, state, model, chunks, usage)
+
+
 def build_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -329,6 +529,12 @@ def build_app(state: MockState) -> web.Application:
         model = str(body.get("model", ""))
         if model.startswith("mock-script-"):
             return await _play(request, body, state, model)
+        if model.startswith("mock-tokenizer"):
+            return await _tokenizer(request, body, state, model)
+        if model == "mock-deep":
+            return await _deep(request, body, state, model)
+        if model == "mock-echo-auth":
+            return await _echo_auth(request, body, state, model)
         if model.startswith("mock-status-"):
             status = int(model.removeprefix("mock-status-"))
             return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
@@ -417,8 +623,17 @@ def build_app(state: MockState) -> web.Application:
             status = int(model.removeprefix("mock-status-"))
             return _error(status, f"mock upstream error {status}")
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        usage = {"prompt_tokens": 4, "total_tokens": 4}
+        if model.startswith("mock-tokenizer"):
+            if delay := model.partition("-slow=")[2]:
+                await asyncio.sleep(float(delay))
+            if inputs and all(isinstance(v, int) for v in inputs):
+                inputs = [inputs]  # one token array
+            tokens = embedding_tokens(body["input"])
+            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+            state.billed.append({"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
-        reply = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+        reply = {"object": "list", "data": data, "model": model, "usage": usage}
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
     async def models(request: web.Request) -> web.Response:
