@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import uvicorn
@@ -15,8 +18,12 @@ from django.contrib.auth.hashers import make_password
 
 from gateway import services
 from gateway.models import Project
+from tests.bench.procs import Proc, wait_for_port
 from tests.factories import BusinessUnitFactory, DeploymentFactory, ModelFactory, ProviderFactory, UserFactory
+from tests.gateway_processes import gateway_environment
 from tests.mock_upstream import MockUpstream, free_port
+
+T = TypeVar("T")
 
 POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
@@ -182,3 +189,33 @@ def logged(count: int = 1, timeout: float = 5.0) -> list:
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)
+
+
+def wait_for(read: Callable[[], T], timeout: float = 15.0) -> T:
+    """Call `read` until it returns something true or `timeout` seconds pass; returns what it read last."""
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[Proc, str]]]:
+    """Start the gateway as production runs it, gunicorn managing `workers` uvicorn workers, on the
+    test database and Redis (`env` overrides the environment); returns the master and its base URL.
+    Stopped after the test (SIGTERM, then whatever is left is killed); its output is in `proc.log`."""
+    started: list[Proc] = []
+
+    def start(workers: int = 2, **env: str) -> tuple[Proc, str]:
+        port = free_port()
+        environment = gateway_environment(**env)
+        argv = [sys.executable, "-m", "gunicorn", "gateway.asgi:application", "-k", "uvicorn.workers.UvicornWorker"]
+        argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"]
+        proc = Proc("gunicorn", argv, env=environment, log=tmp_path / f"gunicorn-{len(started)}.log")
+        started.append(proc)
+        wait_for_port(port, timeout=60, proc=proc)
+        return proc, f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in started:
+        proc.stop(grace=30)

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -30,7 +29,7 @@ from billing.periods import current_period, label
 from gateway import services as gateway_services
 from gateway.models import Deployment, VirtualKey
 from tests.bench.procs import Proc, free_port, wait_for_port
-from tests.conftest import Setup, _logs_since
+from tests.conftest import Setup, _logs_since, wait_for
 from tests.gateway_processes import gateway_environment
 from tests.mock_upstream import MockUpstream
 
@@ -77,14 +76,6 @@ async def _burst(urls: list[str], secret: str, count: int, **body: object) -> li
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def _debits() -> list[LedgerEntry]:
     return list(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE, created_at__gte=_logs_since[0]))
 
@@ -110,14 +101,14 @@ def test_budget_admits_no_more_than_it_holds_when_300_requests_arrive_at_two_pro
     assert statuses[200] == 100 and statuses[429] == 200, statuses
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"insufficient_quota"}
     assert len(upstream.state.requests) == 100  # the refused never reached the upstream
-    _wait_for(lambda: len(_debits()) == 100)
+    assert wait_for(lambda: len(_debits()) == 100)
     debits = _debits()
     assert -sum(d.amount for d in debits) <= Decimal("1.00")
     billed = sum(u["prompt_tokens"] + u["completion_tokens"] for u in upstream.state.billed)
     assert sum(d.input_tokens + d.output_tokens for d in debits) == billed
     assert -sum(d.amount for d in debits) == sum(Decimal(u["completion_tokens"]) for u in upstream.state.billed) / 1000
     scope = budget.project_scope(gateway_setup.project.id)
-    _wait_for(lambda: budget.held_now(scope=scope, period=label(current_period())) == 0)
+    assert wait_for(lambda: budget.held_now(scope=scope, period=label(current_period())) == 0)
 
 
 def test_rpm_admits_exactly_its_limit_when_requests_arrive_at_two_processes(
@@ -173,12 +164,12 @@ def test_reservation_of_a_killed_process_expires(gateway_setup: Setup, upstream:
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    _wait_for(lambda: budget.held_now(scope=scope, period=period) == 10_000)  # 0.01 in micro-units
+    assert wait_for(lambda: budget.held_now(scope=scope, period=period) == 10_000)  # 0.01 in micro-units
     proc = next(p for p in Proc._all if p.name == "gateway-0")
     os.kill(proc.pid, signal.SIGKILL)
     sender.join(10)
 
-    _wait_for(lambda: budget.held_now(scope=scope, period=period) == 0, timeout=5)
+    assert wait_for(lambda: budget.held_now(scope=scope, period=period) == 0, timeout=5)
     # The next request's check drops the dead hold from the counters for good.
     [url] = gateways(1)
     Deployment.objects.update(upstream_model="upstream-gpt")  # a new process reads it afresh

@@ -13,12 +13,9 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,32 +23,13 @@ from django.db import connection
 
 from billing.models import LedgerEntry
 from gateway.models import RequestLog
-from tests.bench.procs import Proc, free_port, wait_for_port
+from tests.bench.procs import free_port
 from tests.conftest import Setup, _logs_since
-from tests.gateway_processes import database_url, gateway_environment
+from tests.gateway_processes import database_url
 from tests.mock_upstream import MockUpstream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 CONCURRENCY = 16
-
-
-@pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[Proc, str]]]:
-    started: list[Proc] = []
-
-    def start(**env: str) -> tuple[Proc, str]:
-        port = free_port()
-        environment = gateway_environment(**env)
-        argv = [sys.executable, "-m", "gunicorn", "gateway.asgi:application", "-k", "uvicorn.workers.UvicornWorker"]
-        argv += ["--workers", "2", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"]
-        proc = Proc("gunicorn", argv, env=environment, log=tmp_path / "gunicorn.log")
-        started.append(proc)
-        wait_for_port(port, timeout=60, proc=proc)
-        return proc, f"http://127.0.0.1:{port}"
-
-    yield start
-    for proc in started:
-        proc.stop(grace=30)
 
 
 async def _load(url: str, secret: str, stop: threading.Event, statuses: Counter[str]) -> None:
