@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import WithJsonSchema
 
 from billing import budget, selectors, services
 from billing.models import Budget, LedgerEntry
 from billing.periods import label
 from gateway import selectors as gateway_selectors
 from gateway.admin_api.lookups import get_or_404
-from gateway.admin_api.schemas import ErrorOut
+from gateway.admin_api.schemas import AmountIn, ErrorOut
 from gateway.models import BusinessUnit, Project, VirtualKey
 
 router = Router(tags=["budgets"])
@@ -32,11 +33,20 @@ def _amount(value: Decimal | None) -> str | None:
     return None if value is None else str(value.quantize(_MICRO))
 
 
+# As sent, so that `[true]` or `[50.5]` is refused by the service rather than coerced to an integer.
+ThresholdsIn = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}),
+]
+
+
 class BudgetIn(Schema):
-    # `| str`: a string that is no number ("abc") reaches the service, which answers 400 naming the field.
-    monthly_limit: Decimal | str = Field(description='Per calendar month, e.g. "100.00".')
+    # Amounts and thresholds reach the service as sent; it answers 400 naming the field (gateway.money).
+    monthly_limit: AmountIn = Field(description='Per calendar month, e.g. "100.00": 0 to 999999999999.99.')
     hard: bool = Field(default=True, description="Refuse requests once reached (false: only alert).")
-    thresholds: list[int] | None = Field(default=None, description="Alert percentages; default [50, 80, 100].")
+    thresholds: ThresholdsIn = Field(
+        default=None, description="Alert percentages, whole numbers from 1 to 1000; default [50, 80, 100]."
+    )
     webhook_url: str = Field(default="", description="Optional incoming-webhook URL for alerts.")
 
 
@@ -165,13 +175,13 @@ def delete_unit_budget(request: HttpRequest, unit_id: int) -> Status[None]:
 
 
 class CreditIn(Schema):
-    amount: Decimal | str = Field(description='More than zero, e.g. "25.00".')
+    amount: AmountIn = Field(description='More than zero, e.g. "25.00": 0.01 to 999999999999.99.')
     reason: str = Field(max_length=500)
     idempotency_key: str = Field(description="The same key grants once, however often it is sent.")
 
 
 class AdjustmentIn(Schema):
-    amount: Decimal | str = Field(description='Positive adds, negative takes away, e.g. "-5.00".')
+    amount: AmountIn = Field(description='Positive adds, negative takes away, e.g. "-5.00"; not zero.')
     reason: str = Field(max_length=500)
     idempotency_key: str | None = None
 

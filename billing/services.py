@@ -17,31 +17,22 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
-from billing.models import Budget, LedgerEntry
+from billing.models import Budget, LedgerEntry, validate_thresholds
 from billing.periods import current_period, label, period_of
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import BusinessUnit, Project, VirtualKey
+from gateway.money import parse_amount
 
 _CENT = Decimal("0.01")
 
 
-def _money(value: Decimal | str | int, *, field: str, positive: bool = False, allow_negative: bool = False) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except ArithmeticError:
-        raise ValidationFailed(f'{field} must be a decimal number such as "25.00".', field=field) from None
-    if not amount.is_finite():
-        raise ValidationFailed(f"{field} must be a finite decimal number.", field=field)
-    if amount != amount.quantize(_CENT):
-        raise ValidationFailed(f"{field} has at most two decimal places.", field=field)
-    if positive and amount <= 0:
-        raise ValidationFailed(f"{field} must be more than zero.", field=field)
-    if not positive and not allow_negative and amount < 0:
-        raise ValidationFailed(f"{field} must be zero or more.", field=field)
-    if abs(amount) >= Decimal("1e12"):
-        raise ValidationFailed(f"{field} is too large.", field=field)
-    return amount.quantize(_CENT)  # "20" and "2E+1" are stored and answered as "20.00"
+def _money(value: Any, *, field: str, allow_zero: bool = True, allow_negative: bool = False) -> Decimal:
+    """An amount in cents that fits a monthly limit's column (below 10^12), as gateway.money checks
+    every amount from outside. Credits and adjustments are held to the same size, though the ledger
+    keeps more places (usage costs)."""
+    column = Budget._meta.get_field("monthly_limit")
+    return parse_amount(value, field=field, column=column, allow_zero=allow_zero, allow_negative=allow_negative)
 
 
 @dataclass(frozen=True)
@@ -66,20 +57,22 @@ class BudgetTarget:
 def set_budget(
     *,
     target: Project | VirtualKey | BusinessUnit,
-    monthly_limit: Decimal | str,
+    monthly_limit: Any,
     hard: bool = True,
-    thresholds: list[int] | None = None,
+    thresholds: Any = None,
     webhook_url: str = "",
     actor: str = "",
 ) -> Budget:
     """Create or replace the budget of a project, a key or a business unit.
 
+    `monthly_limit` and `thresholds` may be as sent (a JSON number or string, a list): they are
+    checked here, so every caller refuses the same values with the same message.
     A project's current month is opened at once (its allowance written); changing the limit of an
     open month adds the difference to that month's allowance, so the change applies from now on.
     """
     where = BudgetTarget.of(target)
     limit = _money(monthly_limit, field="monthly_limit")
-    thresholds = sorted(set(thresholds)) if thresholds is not None else None
+    thresholds = _thresholds(thresholds) if thresholds is not None else None
     with transaction.atomic(durable=True):
         budget = Budget.objects.select_for_update().filter(**where.filter()).first()
         if budget is None:
@@ -112,6 +105,15 @@ def set_budget(
                     )
     publish_catalog_change()
     return budget
+
+
+def _thresholds(values: Any) -> list[int]:
+    """Checked before sorting: a list of anything else (booleans, floats, strings) is refused, never coerced."""
+    try:
+        validate_thresholds(values)
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), field="thresholds") from None
+    return sorted(set(values))
 
 
 def delete_budget(*, target: Project | VirtualKey | BusinessUnit) -> bool:
@@ -151,15 +153,13 @@ class Granted:
     created: bool  # False: this idempotency key had granted already (nothing added)
 
 
-def grant_credits(
-    *, project: Project, amount: Decimal | str, reason: str, idempotency_key: str, actor: str = ""
-) -> Granted:
+def grant_credits(*, project: Project, amount: Any, reason: str, idempotency_key: str, actor: str = "") -> Granted:
     """Add one-off credit to a project. Once per idempotency key, however often it is called.
 
     A project without a budget gets a hard one with a zero monthly allowance: it then runs on its
     credits. Repeating a key with another project or amount is refused (a conflict, not a retry).
     """
-    value = _money(amount, field="amount", positive=True)
+    value = _money(amount, field="amount", allow_zero=False)
     if not idempotency_key or len(idempotency_key) > 150:
         raise ValidationFailed("idempotency_key is required (at most 150 characters).", field="idempotency_key")
     if not reason.strip():
@@ -195,12 +195,10 @@ def grant_credits(
 
 
 def adjust_balance(
-    *, project: Project, amount: Decimal | str, reason: str, actor: str = "", idempotency_key: str | None = None
+    *, project: Project, amount: Any, reason: str, actor: str = "", idempotency_key: str | None = None
 ) -> LedgerEntry:
     """A correction, either way (a refund, a charge the gateway could not see). Never an edit."""
-    value = _money(amount, field="amount", allow_negative=True)
-    if value == 0:
-        raise ValidationFailed("amount must not be zero.", field="amount")
+    value = _money(amount, field="amount", allow_zero=False, allow_negative=True)
     if not reason.strip():
         raise ValidationFailed("reason is required: say why the balance is adjusted.", field="reason")
     try:

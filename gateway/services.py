@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway import crypto, guardrail_policy, health_state, log_bodies, probes
+from gateway import crypto, guardrail_policy, health_state, log_bodies, money, probes
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -345,7 +345,7 @@ def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec])
         raise ValidationFailed("A model needs at least one deployment.", field="deployments")
     existing = {(d.provider_id, d.upstream_model): d for d in model.deployments.all()}
     kept: set[int] = set()
-    for spec in specs:
+    for index, spec in enumerate(specs):
         upstream_model = spec.upstream_model.strip()
         if not upstream_model:
             raise ValidationFailed("upstream_model must not be empty.", field="deployments")
@@ -366,13 +366,15 @@ def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec])
         deployment.connect_timeout, deployment.first_token_timeout = spec.connect_timeout, spec.first_token_timeout
         deployment.idle_timeout, deployment.total_timeout = spec.idle_timeout, spec.total_timeout
         for name in _PRICES:
-            price = getattr(spec, name)
-            if price is not None and price < 0:
-                raise ValidationFailed(f"{name} must be zero or more.", field="deployments")
-            setattr(deployment, name, price)
+            setattr(deployment, name, _price(getattr(spec, name), field=f"deployments.{index}.{name}", column=name))
         _save(deployment)
         kept.add(deployment.pk)
     model.deployments.exclude(pk__in=kept).delete()
+
+
+def _price(value: Any, *, field: str, column: str) -> Decimal | None:
+    """A price per million tokens (None: no price) that fits its column, or ValidationFailed naming FIELD."""
+    return None if value is None else money.parse_amount(value, field=field, column=Deployment._meta.get_field(column))
 
 
 @transaction.atomic(durable=True)
@@ -385,9 +387,7 @@ def set_deployment_prices(
 ) -> Deployment:
     """Set (or clear, with None) a deployment's prices per million tokens."""
     for name, price in zip(_PRICES, (input_price, output_price, cached_input_price), strict=True):
-        if price is not None and price < 0:
-            raise ValidationFailed(f"{name} must be zero or more.", field=name)
-        setattr(deployment, name, price)
+        setattr(deployment, name, _price(price, field=name, column=name))
     _save(deployment)
     publish_catalog_change()
     return deployment

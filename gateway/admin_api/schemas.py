@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.utils import timezone
 from ninja import Schema
-from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema, field_validator
 
-from gateway import log_bodies
+from gateway import log_bodies, money
 from gateway.models import Deployment, Membership, Model, Project, Provider, RequestLog, VirtualKey
 from gateway.services import MAX_LOG_RETENTION_DAYS
 
@@ -40,6 +40,31 @@ class In(Schema):
 class ErrorOut(Schema):
     detail: str
     field: str | None = None
+
+
+# A decimal amount exactly as sent (a string such as "25.00", or a JSON number), left for the
+# service to check with gateway.money: the API, the admin and every other caller then refuse the
+# same values (NaN, 1e30, true, "5_0", too many places) with the same 400 naming the field.
+AmountIn = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["25.00"]}, {"type": "number"}]}),
+]
+
+
+def _checked_price(value: Any) -> Decimal | None:
+    column = Deployment._meta.get_field("input_price")  # the three price columns are alike: (12, 6)
+    if value is None:
+        return None
+    return money.amount(value, max_digits=column.max_digits, decimal_places=column.decimal_places)
+
+
+# A deployment price, checked here with gateway.money's rule and message, so the API answers 422
+# naming e.g. `deployments.0.input_price`. The service checks it again for its other callers.
+PriceIn = Annotated[
+    Decimal | None,
+    BeforeValidator(_checked_price),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["2.50"]}, {"type": "number"}, {"type": "null"}]}),
+]
 
 
 # --- business units ---
@@ -196,15 +221,9 @@ class DeploymentIn(In):
     first_token_timeout: float | None = Field(default=None, gt=0, description="Seconds until the answer starts.")
     idle_timeout: float | None = Field(default=None, gt=0, description="Seconds a stream may stay silent.")
     total_timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole call.")
-    input_price: Decimal | None = Field(
-        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million input tokens, as a string."
-    )
-    output_price: Decimal | None = Field(
-        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million output tokens, as a string."
-    )
-    cached_input_price: Decimal | None = Field(
-        default=None, ge=0, max_digits=12, decimal_places=6, description="Per million cached input tokens."
-    )
+    input_price: PriceIn = Field(default=None, description="Per million input tokens, as a string.")
+    output_price: PriceIn = Field(default=None, description="Per million output tokens, as a string.")
+    cached_input_price: PriceIn = Field(default=None, description="Per million cached input tokens.")
 
 
 class ModelIn(In):

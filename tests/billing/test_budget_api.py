@@ -311,6 +311,82 @@ def test_put_budget_returns_400_naming_the_field_when_a_value_is_refused(api, pr
     assert not LedgerEntry.objects.exists()
 
 
+# Amounts that once answered 500 (decimal.InvalidOperation) or were coerced, sent as JSON exactly
+# as written here (json.dumps writes NaN and Infinity as the bare literals Python's parser reads).
+HOSTILE_AMOUNTS = [
+    pytest.param(2.47e38, id="float-2.47e38"),
+    pytest.param("1e30", id="string-1e30"),
+    pytest.param(123456789012345678901234567890, id="30-digit-int"),
+    pytest.param("1000000000000", id="one-past-the-column"),
+    pytest.param("999999999999.995", id="too-many-places-at-the-top"),
+    pytest.param("10.001", id="three-places"),
+    pytest.param(1e-30, id="float-1e-30"),
+    pytest.param(float("nan"), id="NaN-literal"),
+    pytest.param(float("inf"), id="Infinity-literal"),
+    pytest.param(float("-inf"), id="minus-Infinity-literal"),
+    pytest.param("NaN", id="string-NaN"),
+    pytest.param("-Infinity", id="string-minus-Infinity"),
+    pytest.param("1e99999999999999999999", id="exponent-beyond-Decimal"),
+    pytest.param(True, id="true"),
+    pytest.param(False, id="false"),
+    pytest.param(None, id="null"),
+    pytest.param("abc", id="not-a-number"),
+    pytest.param("5_0", id="underscore"),
+    pytest.param("0x10", id="hex"),
+    pytest.param([1], id="list"),
+    pytest.param({"value": 1}, id="object"),
+]
+
+
+@pytest.mark.parametrize("sent", [*HOSTILE_AMOUNTS, pytest.param("-1", id="negative")])
+def test_put_budget_returns_400_naming_monthly_limit_and_its_range_when_the_limit_is_hostile(
+    api, project, key, unit, sent
+):
+    for path in (f"/projects/{project.id}/budget", f"/keys/{key.id}/budget", f"/business-units/{unit.id}/budget"):
+        response = api.put(path, {"monthly_limit": sent})
+
+        assert error(response) == (400, "monthly_limit"), path
+        detail = response.json()["detail"]
+        assert detail.startswith("monthly_limit must be a decimal number from 0 to 999999999999.99"), detail
+        assert "at most 2 decimal places" in detail
+    assert not Budget.objects.exists()
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        ("1e2", "100.00"),
+        (1e2, "100.00"),
+        ("2.5E1", "25.00"),
+        ("10.100", "10.10"),
+        ("999999999999.99", "999999999999.99"),
+    ],
+)
+def test_put_budget_stores_the_limit_when_it_is_in_exponent_form_or_at_the_top_of_the_range(
+    api, project, sent, answered
+):
+    response = api.put(f"/projects/{project.id}/budget", {"monthly_limit": sent})
+
+    assert (response.status_code, response.json()["monthly_limit"]) == (200, answered)
+    assert Budget.objects.get().monthly_limit == Decimal(answered)
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [[True], [1e30], [50.5], [50.0], ["50"], [[50]], [None], "50", {"a": 50}],
+    ids=["true", "1e30", "50.5", "50.0", "string", "nested-list", "null-item", "not-a-list", "object"],
+)
+def test_put_budget_returns_400_naming_thresholds_and_their_range_when_a_threshold_is_no_whole_number(
+    api, project, thresholds
+):
+    response = api.put(f"/projects/{project.id}/budget", {"monthly_limit": "10.00", "thresholds": thresholds})
+
+    assert error(response) == (400, "thresholds")
+    assert "whole percentages between 1 and 1000" in response.json()["detail"]
+    assert not Budget.objects.exists()
+
+
 def test_put_budget_returns_422_naming_monthly_limit_when_it_is_missing(api, project):
     assert error(api.put(f"/projects/{project.id}/budget", {"hard": True})) == (422, "monthly_limit")
 
@@ -411,6 +487,24 @@ def test_grant_credits_returns_400_naming_the_field_when_a_value_is_refused(api,
     assert not LedgerEntry.objects.exists()
 
 
+@pytest.mark.parametrize("sent", [*HOSTILE_AMOUNTS, pytest.param("0", id="zero"), pytest.param("-5", id="negative")])
+def test_grant_credits_returns_400_naming_amount_and_its_range_when_the_amount_is_hostile(api, project, sent):
+    response = api.post(f"/projects/{project.id}/credits", {"amount": sent, "reason": "r", "idempotency_key": "k"})
+
+    assert error(response) == (400, "amount")
+    detail = response.json()["detail"]
+    assert detail.startswith("amount must be a decimal number from 0.01 to 999999999999.99"), detail
+    assert "at most 2 decimal places" in detail
+    assert not LedgerEntry.objects.exists()
+    assert not Budget.objects.exists()
+
+
+def test_grant_credits_grants_the_amount_when_it_is_in_exponent_form(api, project):
+    response = api.post(f"/projects/{project.id}/credits", {"amount": "1e2", "reason": "r", "idempotency_key": "k"})
+
+    assert (response.status_code, response.json()["amount"]) == (201, "100.00")
+
+
 @pytest.mark.parametrize("missing", ["reason", "idempotency_key", "amount"])
 def test_grant_credits_returns_422_naming_the_field_when_it_is_missing(api, project, missing):
     body = {"amount": "25.00", "reason": "Pilot extension", "idempotency_key": "order-1"}
@@ -472,6 +566,27 @@ def test_adjustment_returns_400_naming_the_field_when_a_value_is_refused(api, pr
 
     assert error(response) == (400, field)
     assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [*HOSTILE_AMOUNTS, pytest.param("-1e30", id="string-minus-1e30"), pytest.param(-2.47e38, id="float-minus-2.47e38")],
+)
+def test_adjustment_returns_400_naming_amount_and_its_range_when_the_amount_is_hostile(api, project, sent):
+    response = api.post(f"/projects/{project.id}/adjustments", {"amount": sent, "reason": "Fix"})
+
+    assert error(response) == (400, "amount")
+    detail = response.json()["detail"]
+    assert detail.startswith("amount must be a decimal number from -999999999999.99 to 999999999999.99, not zero"), (
+        detail
+    )
+    assert not LedgerEntry.objects.exists()
+
+
+def test_adjustment_takes_the_amount_away_when_it_is_negative_in_exponent_form(api, project):
+    response = api.post(f"/projects/{project.id}/adjustments", {"amount": "-1e2", "reason": "Fix"})
+
+    assert (response.status_code, response.json()["amount"]) == (201, "-100.00")
 
 
 def test_adjustment_returns_404_when_project_does_not_exist(api):

@@ -504,3 +504,56 @@ def test_budget_keeps_its_target_when_its_limit_is_changed_in_the_admin(admin_cl
     budget.refresh_from_db()
     assert (budget.project_id, budget.monthly_limit, budget.hard) == (project.pk, Decimal(150), False)
     assert Budget.objects.count() == 1
+
+
+ADMIN_HOSTILE_AMOUNTS = ["1e30", "2.47e38", "1" * 40, "NaN", "Infinity", "-Infinity", "1e-30", "abc"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("sent", ADMIN_HOSTILE_AMOUNTS)
+def test_budget_admin_shows_a_form_error_on_the_limit_when_it_does_not_fit_the_column(
+    admin_client: Client, sent: str
+) -> None:
+    project = services.create_project(name="Shop", business_unit=services.create_business_unit(name="Retail"))
+    budget = billing_services.set_budget(target=project, monthly_limit=Decimal(100))
+
+    added = admin_client.post(
+        reverse("admin:billing_budget_add"),
+        {
+            "scope": "business_unit",
+            "business_unit": project.business_unit_id,
+            "monthly_limit": sent,
+            "thresholds": "[50]",
+        },
+    )
+    changed = admin_client.post(
+        reverse("admin:billing_budget_change", args=[budget.pk]),
+        {"monthly_limit": sent, "thresholds": "[50]", "webhook_url": ""},
+    )
+
+    for response in (added, changed):
+        assert response.status_code == 200
+        assert "monthly_limit" in response.context["adminform"].form.errors
+    assert list(Budget.objects.values_list("monthly_limit", flat=True)) == [Decimal(100)]
+
+
+@pytest.mark.parametrize("sent", ADMIN_HOSTILE_AMOUNTS)
+def test_price_list_admin_shows_a_form_error_on_the_price_when_it_does_not_fit_the_column(
+    admin_client: Client, sent: str
+) -> None:
+    response = admin_client.post(
+        reverse("admin:billing_pricelistentry_add"),
+        {
+            "provider_kind": "openai",
+            "upstream_model": "gpt-4o",
+            "effective_date": "2026-11-01",
+            "input_price": sent,
+            "output_price": "10",
+            "currency": "EUR",
+            "source": "",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "input_price" in response.context["adminform"].form.errors
+    assert not PriceListEntry.objects.exists()

@@ -12,6 +12,7 @@ import re
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Model as DjangoModel
+from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 from pytest_django import DjangoAssertNumQueries
@@ -231,6 +232,48 @@ def test_model_is_created_with_its_deployments_when_added_through_the_admin(clie
         "meta-llama/Llama-3-70B",
         3,
     )
+
+
+def _model_with_output_price(client: Client, price: str) -> HttpResponse:
+    return client.post(
+        reverse("admin:gateway_model_add"),
+        {
+            "name": "llama-3-70b",
+            "enabled": "on",
+            **_management_form("deployments", total=1),
+            "deployments-0-provider": ProviderFactory().pk,
+            "deployments-0-upstream_model": "meta-llama/Llama-3-70B",
+            "deployments-0-weight": "1",
+            "deployments-0-priority": "0",
+            "deployments-0-enabled": "on",
+            "deployments-0-output_price": price,
+        },
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("sent", ["1e30", "2.47e38", "1" * 40, "NaN", "Infinity", "1e-30", "abc"])
+def test_model_admin_shows_a_form_error_on_the_price_when_a_deployment_price_does_not_fit(
+    client: Client, sent: str
+) -> None:
+    response = _model_with_output_price(client, sent)
+
+    assert response.status_code == 200
+    [inline] = response.context["inline_admin_formsets"]
+    assert "output_price" in inline.formset.errors[0]
+    assert not Model.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_model_admin_shows_the_services_error_naming_the_price_when_a_deployment_price_is_negative(
+    client: Client,
+) -> None:
+    response = _model_with_output_price(client, "-1")
+
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.non_field_errors()
+    assert message.startswith("deployments.0.output_price must be a decimal number from 0 to 999999.999999")
+    assert not Model.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,5 +1,7 @@
 """/api/v1/models: public model names and their deployments."""
 
+from decimal import Decimal
+
 import pytest
 
 from gateway.models import Deployment, Model
@@ -272,3 +274,61 @@ def test_negative_price_is_refused_naming_the_field(api):
 
     assert response.status_code == 422
     assert response.json()["field"] == "deployments.0.input_price"
+
+
+HOSTILE_PRICES = [
+    pytest.param(2.47e38, id="float-2.47e38"),
+    pytest.param("1e30", id="string-1e30"),
+    pytest.param("1000000", id="one-past-the-column"),
+    pytest.param("0.0000001", id="seven-places"),
+    pytest.param(float("nan"), id="NaN-literal"),
+    pytest.param(float("inf"), id="Infinity-literal"),
+    pytest.param(float("-inf"), id="minus-Infinity-literal"),
+    pytest.param("NaN", id="string-NaN"),
+    pytest.param("-1", id="negative"),
+    pytest.param(True, id="true"),
+    pytest.param("abc", id="not-a-number"),
+    pytest.param("5_0", id="underscore"),
+]
+
+
+@pytest.mark.parametrize("price", ["input_price", "output_price", "cached_input_price"])
+@pytest.mark.parametrize("sent", HOSTILE_PRICES)
+def test_create_returns_422_naming_the_price_and_its_range_when_a_price_is_hostile(api, price, sent):
+    provider = ProviderFactory()
+
+    response = api.post(
+        "/models", {"name": "m", "deployments": [{"provider": provider.id, "upstream_model": "x", price: sent}]}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == f"deployments.0.{price}"
+    assert f"deployments.0.{price}: must be a decimal number from 0 to 999999.999999" in body["detail"]
+    assert "at most 6 decimal places" in body["detail"]
+    assert not Model.objects.exists()
+
+
+@pytest.mark.parametrize("sent", HOSTILE_PRICES)
+def test_patch_returns_422_naming_the_price_when_a_replacement_deployment_has_a_hostile_price(api, sent):
+    deployment = DeploymentFactory(input_price=Decimal("2.50"))
+
+    response = api.patch(
+        f"/models/{deployment.model_id}",
+        {"deployments": [{"provider": deployment.provider_id, "upstream_model": "x", "input_price": sent}]},
+    )
+
+    assert (response.status_code, response.json()["field"]) == (422, "deployments.0.input_price")
+    assert list(Deployment.objects.values_list("input_price", flat=True)) == [Decimal("2.50")]
+
+
+@pytest.mark.parametrize(("sent", "answered"), [("1e2", "100"), (1e2, "100"), ("999999.999999", "999999.999999")])
+def test_create_stores_the_price_when_it_is_in_exponent_form_or_at_the_top_of_the_range(api, sent, answered):
+    provider = ProviderFactory()
+
+    response = api.post(
+        "/models", {"name": "m", "deployments": [{"provider": provider.id, "upstream_model": "x", "input_price": sent}]}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["deployments"][0]["input_price"] == answered
