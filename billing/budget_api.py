@@ -122,7 +122,7 @@ def _unit(unit_id: int) -> BusinessUnit:
 # --- budgets of projects, keys and business units ---
 
 
-@router.put("/projects/{project_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut})
+@router.put("/projects/{project_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut})
 def put_project_budget(request: HttpRequest, project_id: int, payload: BudgetIn) -> BudgetOut:
     """The project's monthly allowance. Credits granted come on top and carry over; the allowance does not."""
     return _put(request, _project(project_id), payload)
@@ -139,7 +139,7 @@ def delete_project_budget(request: HttpRequest, project_id: int) -> Status[None]
     return _delete(_project(project_id), f"Project {project_id}")
 
 
-@router.put("/keys/{key_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut})
+@router.put("/keys/{key_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut})
 def put_key_budget(request: HttpRequest, key_id: int, payload: BudgetIn) -> BudgetOut:
     """A monthly spending cap for one key, within its project's budget."""
     return _put(request, _key(key_id), payload)
@@ -155,7 +155,7 @@ def delete_key_budget(request: HttpRequest, key_id: int) -> Status[None]:
     return _delete(_key(key_id), f"Key {key_id}")
 
 
-@router.put("/business-units/{unit_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut})
+@router.put("/business-units/{unit_id}/budget", response={200: BudgetOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut})
 def put_unit_budget(request: HttpRequest, unit_id: int, payload: BudgetIn) -> BudgetOut:
     """A monthly cap over all the business unit's projects together."""
     return _put(request, _unit(unit_id), payload)

@@ -6,7 +6,10 @@ from its bundled static files (served by WhiteNoise), not from a CDN: it works o
 
 from __future__ import annotations
 
+from typing import Any
+
 from ninja import NinjaAPI, Swagger
+from ninja.openapi.schema import OpenAPISchema
 
 from gateway.admin_api import (
     ai_models,
@@ -21,7 +24,17 @@ from gateway.admin_api import (
 )
 from gateway.admin_api.auth import AdminTokenAuth
 
-api = NinjaAPI(
+
+class ManagementAPI(NinjaAPI):
+    """ninja's API, whose OpenAPI document also lists the errors every operation answers (errors.document)."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> OpenAPISchema:
+        schema = super().get_openapi_schema(**kwargs)
+        errors.document(schema)
+        return schema
+
+
+api = ManagementAPI(
     title="Symbiosis Gateway management API",
     version="1",
     description="Manage business units, projects, members, providers, models and virtual keys. "

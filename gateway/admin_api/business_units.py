@@ -34,7 +34,7 @@ def update_business_unit(request: HttpRequest, unit_id: int, payload: BusinessUn
     return services.update_business_unit(unit=unit, name=payload.name)
 
 
-@router.delete("/{unit_id}", response={204: None, 400: ErrorOut, 404: ErrorOut})
+@router.delete("/{unit_id}", response={204: None, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut})
 def delete_business_unit(request: HttpRequest, unit_id: int) -> Status[None]:
     unit = get_or_404(selectors.list_business_units(), pk=unit_id, what="Business unit")
     services.delete_business_unit(unit=unit)

@@ -45,7 +45,7 @@ def get_floor(request: HttpRequest) -> dict[str, Any]:
     return floor.as_json()
 
 
-@router.put("/guardrails", response={200: dict[str, Any], 400: ErrorOut})
+@router.put("/guardrails", response={200: dict[str, Any], 400: ErrorOut, 409: ErrorOut})
 def put_floor(request: HttpRequest, payload: dict[str, Any] = Body(..., examples=[_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
     services.set_guardrail_policy(project=None, data=payload)
     _, floor, _ = selectors.guardrail_policies(project=None)
@@ -58,7 +58,9 @@ def get_project_policy(request: HttpRequest, project_id: int) -> dict[str, Any]:
     return _project_view(get_or_404(selectors.list_projects(), pk=project_id, what="Project"))
 
 
-@router.put("/projects/{project_id}/guardrails", response={200: dict[str, Any], 400: ErrorOut, 404: ErrorOut})
+@router.put(
+    "/projects/{project_id}/guardrails", response={200: dict[str, Any], 400: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+)
 def put_project_policy(
     request: HttpRequest,
     project_id: int,

@@ -49,7 +49,7 @@ def update_provider(request: HttpRequest, provider_id: int, payload: ProviderPat
     )
 
 
-@router.delete("/{provider_id}", response={204: None, 400: ErrorOut, 404: ErrorOut})
+@router.delete("/{provider_id}", response={204: None, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut})
 def delete_provider(request: HttpRequest, provider_id: int) -> Status[None]:
     """Refused (400) while a model still has a deployment on this provider."""
     provider = get_or_404(selectors.list_providers(), pk=provider_id, what="Provider")

@@ -38,8 +38,23 @@ class In(Schema):
 
 
 class ErrorOut(Schema):
-    detail: str
-    field: str | None = None
+    """Every error the management API answers (400, 401, 404, 409, 503, ...)."""
+
+    detail: str = Field(description="What went wrong, safe to show.")
+    field: str | None = Field(default=None, description="The input to blame, when one is (e.g. `monthly_limit`).")
+
+
+class FieldErrorOut(Schema):
+    field: str | None = Field(description="Dotted path of the input (`deployments.0.weight`); null: the whole body.")
+    msg: str
+    type: str | None = Field(description="pydantic's error type, e.g. `missing`, `int_parsing`.")
+    loc: list[str] = Field(description='Where the input was: ["body", "payload", ...], ["path", ...], ["query", ...].')
+
+
+class ValidationErrorOut(ErrorOut):
+    """A 422: the input does not have the documented shape. `field` is the first input to blame."""
+
+    errors: list[FieldErrorOut]
 
 
 # A decimal amount exactly as sent (a string such as "25.00", or a JSON number), left for the
