@@ -366,12 +366,12 @@ def persist(*, entries: list[dict[str, Any]]) -> int:
         with transaction.atomic():
             written = gateway_services.record_request_logs(entries=logs)
             debited = services.record_usage(entries=entries)
+        if debited:
+            spenders = sorted({e["project_id"] for e in entries if e.get("project_id") is not None})
+            keys = sorted({e["key_id"] for e in entries if e.get("key_id") is not None})
+            _queue_alert_check(spenders, keys)
     finally:
         close_old_connections()  # a worker thread of the log buffer: give the connection back
-    if debited:
-        spenders = sorted({e["project_id"] for e in entries if e.get("project_id") is not None})
-        keys = sorted({e["key_id"] for e in entries if e.get("key_id") is not None})
-        _queue_alert_check(spenders, keys)
     return written
 
 

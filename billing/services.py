@@ -19,6 +19,7 @@ from django.db.models import Q, Sum
 
 from billing.models import Budget, LedgerEntry, validate_thresholds
 from billing.periods import current_period, label, period_of
+from gateway import writable
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import BusinessUnit, Project, VirtualKey
@@ -302,16 +303,16 @@ def record_usage(*, entries: Iterable[dict[str, Any]]) -> int:
                 created_at=entry["created_at"],
                 period=period_of(entry["created_at"]),
                 kind=LedgerEntry.Kind.USAGE,
-                amount=-(cost or Decimal(0)),
+                amount=-(writable.money(cost, places=10, digits=22) or Decimal(0)),
                 project_id=project_id,
                 business_unit_id=entry.get("business_unit_id"),
                 key_id=entry.get("key_id"),
-                key_prefix=entry.get("key_prefix", ""),
+                key_prefix=writable.text(entry.get("key_prefix", ""), 20),
                 request_id=entry["request_id"],
-                model=entry.get("answered_model") or entry.get("model", ""),
-                input_tokens=entry.get("input_tokens", 0),
-                output_tokens=entry.get("output_tokens", 0),
-                cached_tokens=entry.get("cached_tokens", 0),
+                model=writable.text(entry.get("answered_model") or entry.get("model", ""), 128),
+                input_tokens=writable.count(entry.get("input_tokens", 0)),
+                output_tokens=writable.count(entry.get("output_tokens", 0)),
+                cached_tokens=writable.count(entry.get("cached_tokens", 0)),
                 estimated=entry.get("usage_estimated", False),
                 priced=cost is not None,
             )

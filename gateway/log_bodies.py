@@ -2,7 +2,9 @@
 
 `full` keeps them as JSON, `redacted` keeps them with PII and secrets replaced by placeholders
 (the guardrail detectors), `metadata` keeps nothing. Each body is capped at LOG_BODY_MAX_BYTES,
-with a visible marker saying how much was cut. This runs in the log writer's thread, never on
+with a visible marker saying how much was cut. Whatever the policy, every secret the gateway
+knows (gateway/scrub.py) is replaced, and the text is made storable whatever it holds (deep
+nesting, NUL characters: gateway/writable.py). This runs in the log writer's thread, never on
 the response path: the proxy hands over references to what it already parsed.
 """
 
@@ -10,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from django.conf import settings
 
-from gateway import guardrails
+from gateway import guardrails, scrub, writable
 from gateway.models import LOG_BODIES_STRICTNESS, LogBodies
 
 _REDACT = frozenset({"pii", "secrets"})
@@ -27,12 +28,13 @@ def effective(project_policy: str) -> str:
     return max(project_policy, default, key=LOG_BODIES_STRICTNESS.index)
 
 
-def render(policy: str, request: Any, response: Any) -> dict[str, Any]:
-    """The row's body fields for one request."""
+def render(policy: str, request: Any, response: Any, secrets: scrub.Secrets | None = None) -> dict[str, Any]:
+    """The row's body fields for one request (`secrets`: what to scrub, by default every known one)."""
     if policy == LogBodies.METADATA or (request is None and response is None):
         return {"bodies": LogBodies.METADATA, "request_body": "", "response_body": "", "bodies_truncated": False}
-    request_text, request_cut = _capped(_text(request, policy))
-    response_text, response_cut = _capped(_text(response, policy))
+    secrets = scrub.current() if secrets is None else secrets
+    request_text, request_cut = _capped(secrets.text(_text(request, policy)))
+    response_text, response_cut = _capped(secrets.text(_text(response, policy)))
     return {
         "bodies": policy,
         "request_body": request_text,
@@ -44,7 +46,7 @@ def render(policy: str, request: Any, response: Any) -> dict[str, Any]:
 def _text(value: Any, policy: str) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    text = writable.json_text(value)
     if policy == LogBodies.REDACTED:
         text, _ = guardrails.redact(text, guardrails.scan(text, _REDACT))
     return text

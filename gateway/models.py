@@ -278,6 +278,11 @@ class RequestLog(models.Model):
     request_body = models.TextField(blank=True, help_text="As the project's policy keeps it (JSON).")
     response_body = models.TextField(blank=True, help_text="As the project's policy keeps it; streams reassembled.")
     bodies_truncated = models.BooleanField(default=False)
+    write_error = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Set when the database refused the full row: it was stored in this minimal form, and why.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -156,6 +157,15 @@ def model_catalog() -> dict[str, ModelSnapshot]:
             default_max_tokens=model.default_max_tokens,
         )
     return catalog
+
+
+def provider_api_keys() -> list[str]:
+    """Every provider's decrypted API key, in use or not: the secrets answers and logs are scrubbed of."""
+    keys = []
+    for provider in Provider.objects.exclude(api_key_encrypted="").only("name", "api_key_encrypted"):
+        with contextlib.suppress(crypto.SecretDecryptionError):  # unusable, so never sent anywhere either
+            keys.append(crypto.decrypt_secret(provider.api_key_encrypted, what=f"provider {provider.name!r}"))
+    return keys
 
 
 def _deployment_snapshot(deployment: Deployment) -> DeploymentSnapshot:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway import crypto, guardrail_policy, health_state, log_bodies, money, probes
+from gateway import crypto, guardrail_policy, health_state, log_bodies, money, probes, scrub, selectors, writable
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -526,13 +527,25 @@ def revoke_admin_token(*, token: AdminToken) -> None:
 def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
     """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped.
 
-    An entry's `bodies` is (policy, request, response) as the proxy saw them; they are rendered
-    here, in the writer's thread, as the policy says (gateway/log_bodies.py)."""
+    An entry's `bodies` is (policy, request, response[, secrets]) as the proxy saw them; they are
+    rendered here, in the writer's thread, as the policy says (gateway/log_bodies.py). Every text
+    and JSON value is scrubbed of known secrets and made storable (gateway/writable.py)."""
+    if not scrub.providers_loaded():  # a process whose proxy has not read them yet
+        scrub.set_provider_keys(selectors.provider_api_keys())
+    secrets = scrub.current()
     rows = []
     for entry in entries:
         fields = dict(entry)
         if isinstance(bodies := fields.pop("bodies", None), tuple):
             fields |= log_bodies.render(*bodies)
+        for name, value in fields.items():
+            if isinstance(value, str):
+                fields[name] = secrets.text(writable.text(value))
+            elif isinstance(value, list | dict):
+                fields[name] = orjson.loads(secrets.bytes(orjson.dumps(writable.json_value(value))))
+        for name in ("input_tokens", "output_tokens", "cached_tokens"):
+            fields[name] = writable.count(fields.get(name, 0))
+        fields["cost"] = writable.money(fields.get("cost"), places=8, digits=16)
         rows.append(RequestLog(**fields))
     RequestLog.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)

@@ -46,6 +46,7 @@ def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
     from billing import budget
+    from gateway import scrub
     from gateway.proxy import breaker, catalog
 
     # Budget counters of their own: ids repeat across test databases (xdist workers, runs).
@@ -53,10 +54,12 @@ def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-
     catalog.invalidate()
     breaker.reset()
     budget.reset()
+    scrub.reset()
     yield
     catalog.invalidate()
     breaker.reset()
     budget.reset()
+    scrub.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
-from gateway import selectors
+from gateway import scrub, selectors
 from gateway.invalidation import CHANNEL, add_local_listener
 from gateway.proxy.errors import AuthenticationFailed, NotFound, PermissionDenied, ProxyError, ServiceUnavailable
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
@@ -104,7 +105,18 @@ _STALE_RETRY = 5.0  # seconds between reload attempts while serving stale
 _keys = _TTLCache(_MAX_KEYS)
 _models = _TTLCache(1)
 _load_key = sync_to_async(selectors.key_snapshot, thread_sensitive=False)
-_load_catalog = sync_to_async(selectors.model_catalog, thread_sensitive=False)
+
+
+def _catalog_and_provider_keys() -> dict[str, ModelSnapshot]:
+    """The model catalog; and, read with it, the provider keys answers are scrubbed of."""
+    try:
+        scrub.set_provider_keys(selectors.provider_api_keys())
+    finally:
+        close_old_connections()
+    return selectors.model_catalog()
+
+
+_load_catalog = sync_to_async(_catalog_and_provider_keys, thread_sensitive=False)
 
 
 def invalidate() -> None:

@@ -32,6 +32,8 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway import scrub
+
 OPERATIONS = {"chat/completions": "chat", "messages": "chat", "embeddings": "embeddings"}
 PROVIDERS = {
     "openai": "openai",
@@ -185,7 +187,7 @@ def _spans(
         f"{t.method} /v1/{t.endpoint}",
         context=parent,
         kind=SpanKind.SERVER,
-        attributes=server,
+        attributes=_scrubbed(server),
         start_time=ns(t.started),
     )
     if not span.is_recording():  # not sampled (OTEL_TRACES_SAMPLER): neither are its children
@@ -208,7 +210,7 @@ def _spans(
             _client_name(operation, attempt.upstream_model),
             context=inside,
             kind=SpanKind.CLIENT,
-            attributes=client,
+            attributes=_scrubbed(client),
             start_time=ns(attempt.started),
         )
         call.set_status(Status(StatusCode.ERROR))
@@ -239,13 +241,25 @@ def _spans(
             _client_name(operation, deployment.upstream_model),
             context=inside,
             kind=SpanKind.CLIENT,
-            attributes=client,
+            attributes=_scrubbed(client),
             start_time=ns(routed.started),
         )
         if "error.type" in client:
             call.set_status(Status(StatusCode.ERROR))
         call.end(end_time=ns(ended if t.stream else routed.answered))
     span.end(end_time=ns(ended))
+
+
+def _scrubbed(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Span attributes with every known secret replaced (gateway/scrub.py): an upstream's model
+    name, ids, finish reasons and, when captured, the messages are the upstream's to choose."""
+    secrets = scrub.current()
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            attributes[name] = secrets.text(value)
+        elif isinstance(value, list | tuple) and value and isinstance(value[0], str):
+            attributes[name] = [secrets.text(v) if isinstance(v, str) else v for v in value]
+    return attributes
 
 
 def _metrics(
@@ -295,7 +309,7 @@ def _metrics(
         "symbiosis.model": answered_model,
     }
     if t.response_model:
-        attributes["gen_ai.response.model"] = t.response_model
+        attributes["gen_ai.response.model"] = scrub.text(t.response_model)
     if t.error_code and t.status_code >= 500:
         attributes["error.type"] = t.error_code
     instruments.operation_duration.record((ended if t.stream else routed.answered) - routed.started, attributes)

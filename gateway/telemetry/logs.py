@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 import orjson
 from opentelemetry import trace
 
+from gateway import scrub as known_secrets
+
 request_id: ContextVar[str | None] = ContextVar("symbiosis_request_id", default=None)
 
 # Prefixed keys and tokens (ours, OpenAI's, Anthropic's and anything else shaped `sk-...`), Bearer
@@ -38,8 +40,8 @@ REDACTED = "[REDACTED]"
 
 
 def scrub(text: str) -> str:
-    """The text with every secret-shaped token replaced."""
-    return _SECRET.sub(_replacement, text)
+    """The text with every secret-shaped token, and every secret the gateway knows, replaced."""
+    return known_secrets.text(_SECRET.sub(_replacement, text))
 
 
 def _replacement(match: re.Match[str]) -> str:
@@ -63,13 +65,13 @@ class ScrubSecrets(logging.Filter):
         if record.name.startswith("opentelemetry") and not self._otel_allowed(record):
             return False
         message = record.getMessage()
-        if _SECRET.search(message):
-            record.msg, record.args = scrub(message), None
+        if (clean := scrub(message)) != message:
+            record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and _SECRET.search(record.exc_text):
+        if record.exc_text:
             record.exc_text = scrub(record.exc_text)
-        if record.stack_info and _SECRET.search(record.stack_info):
+        if record.stack_info:
             record.stack_info = scrub(record.stack_info)
         return True
 
