@@ -223,6 +223,9 @@ CIRCUIT_COOLDOWN = env_float("CIRCUIT_COOLDOWN", 30.0)
 DEMO_PROVIDER_ENABLED = env_bool("DEMO_PROVIDER_ENABLED", DEBUG)
 # Output tokens assumed for a request that sets no max_tokens (rate-limit reservations)
 DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 1024, minimum=1)
+# Prompt tokens a budget hold counts per image (gateway/proxy/limits.py): the largest any provider
+# publishes (gpt-4o-mini's 48,169 for a 2048x768 image at high detail), with a margin.
+BUDGET_IMAGE_TOKENS = env_int("BUDGET_IMAGE_TOKENS", 50_000, minimum=1)
 RATELIMIT_REDIS_TIMEOUT = env_float("RATELIMIT_REDIS_TIMEOUT", 1.0)
 RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 100, minimum=1)
 # Request logs: buffered per process, written in batches (gateway/proxy/logbuffer.py)

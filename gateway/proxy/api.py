@@ -9,10 +9,11 @@ import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Router
 
-from gateway.proxy import catalog, guard, metering, router
+from gateway import scrub
+from gateway.proxy import catalog, guard, limits, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream
-from gateway.proxy.errors import NotFound, ProxyError
+from gateway.proxy.errors import NotFound, ProxyError, answer_json
 from gateway.proxy.messages import messages_routes
 from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
@@ -21,12 +22,17 @@ routes = Router(tags=["OpenAI-compatible"])
 
 
 def _json(data: Any, request_id: str, status: int = 200) -> HttpResponse:
-    response = HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+    response = HttpResponse(answer_json(data), status=status, content_type="application/json")
     response["x-request-id"] = request_id
     return response
 
 
 openai_errors = metering.traced(lambda exc, request_id: exc.response(request_id))
+
+
+def _name(value: Any) -> str:
+    """The model an upstream says answered (telemetry), if it is a name at all."""
+    return value[:200] if isinstance(value, str) else ""
 
 
 def _output_text(choices: Any) -> str:
@@ -56,15 +62,24 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     parse.chat_messages(body)
     trace.stream = stream = parse.optional_bool(body, "stream")
     options = parse.stream_options(body)
+    output, choices = limits.output_limit(body), limits.choices(body)
     model = await catalog.resolve(key, model_name)
     if (screened := await trace.screen_input(body["messages"])) is not None:
         body["messages"] = screened  # the model sees placeholders, never the redacted values
     trace.prompt(body)
-    await trace.admit(body, stream=stream, model=model)
+    await trace.admit(
+        body,
+        stream=stream,
+        model=model,
+        output=output,
+        choices=choices,
+        extra_output=limits.predicted(body),
+        prompt=lambda: limits.chat_prompt(body),
+    )
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.chat(key, model, body, routed)
-        trace.response_model = reply.get("model") or ""
+        trace.response_model = _name(reply.get("model"))
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.usage_from(reply.get("usage"))
         trace.saw_output(_output_text(reply.get("choices")))
@@ -75,10 +90,18 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     wants_usage = options.get("include_usage") is True
     body["stream_options"] = options | {"include_usage": True}  # so usage is always known
     first, rest, upstream = await router.open_stream(key, model, body, routed)
-    trace.response_model = first.get("model") or ""
+    trace.response_model = _name(first.get("model"))
     chunks = router.idle_guarded(rest, routed.deployment)  # type: ignore[union-attr]
     response = StreamingHttpResponse(
-        _relay(first, chunks, upstream, trace=trace, public_name=routed.model.name, wants_usage=wants_usage),  # type: ignore[union-attr]
+        _relay(
+            first,
+            chunks,
+            upstream,
+            trace=trace,
+            public_name=routed.model.name,  # type: ignore[union-attr]
+            wants_usage=wants_usage,
+            secrets=scrub.current().plus(parse.presented_key(request)),
+        ),
         content_type="text/event-stream",
     )
     response["x-request-id"] = trace.request_id
@@ -133,15 +156,73 @@ class _StreamScreen:
             if text:
                 self.trace.delivered.append(text)  # type: ignore[union-attr]
 
-    def rest(self, template: dict, public_name: str) -> bytes:
-        """What the filters still hold when the stream ends without a finish reason."""
-        out = b""
+    def rest(self) -> list[dict]:
+        """What the filters still hold when the stream ends without a finish reason (as choices)."""
+        choices = []
         for index, screen in self.filters.items():
             if index not in self.closed and (text := screen.close()):
                 self.trace.delivered.append(text)  # type: ignore[union-attr]
-                chunk = {**template, "model": public_name, "choices": [{"index": index, "delta": {"content": text}}]}
-                out += b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return out
+                choices.append({"index": index, "delta": {"content": text}})
+        return choices
+
+
+_DELTA_TEXT = ("content", "refusal", "reasoning_content", "reasoning")
+
+
+class _SplitSecrets:
+    """Known secrets split across a stream's chunks (gateway/scrub.py): one window per choice and
+    text field (and per tool call's arguments). What a window holds is released into the choice's
+    finishing chunk, or `rest()` at the end."""
+
+    def __init__(self, secrets: scrub.Secrets) -> None:
+        self.secrets = secrets
+        self.windows: dict[tuple[int, str, int], scrub.StreamWindow] = {}
+
+    def chunk(self, choices: list) -> None:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index") if isinstance(choice.get("index"), int) else 0
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for name in _DELTA_TEXT:
+                    if isinstance(delta.get(name), str):
+                        delta[name] = self._feed((index, name, 0), delta[name])
+                for call in delta.get("tool_calls") if isinstance(delta.get("tool_calls"), list) else ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                        at = call.get("index") if isinstance(call.get("index"), int) else 0
+                        function["arguments"] = self._feed((index, "tool_calls", at), function["arguments"])
+            if choice.get("finish_reason"):
+                self._release(index, choice)
+
+    def rest(self) -> list[dict]:
+        """Choices carrying what the windows still hold when the stream ends without finishing."""
+        choices: dict[int, dict] = {}
+        for index, *_ in list(self.windows):
+            if index not in choices:
+                choices[index] = {"index": index, "delta": {}}
+                self._release(index, choices[index])
+        return [choice for choice in choices.values() if choice["delta"]]
+
+    def _feed(self, key: tuple[int, str, int], text: str) -> str:
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = self.secrets.window()
+        return window.feed(text)
+
+    def _release(self, index: int, choice: dict) -> None:
+        for key in [k for k in self.windows if k[0] == index]:
+            if not (held := self.windows.pop(key).flush()):
+                continue
+            if not isinstance(choice.get("delta"), dict):
+                choice["delta"] = {}
+            delta, (_, name, at) = choice["delta"], key
+            if name == "tool_calls":
+                calls = delta["tool_calls"] if isinstance(delta.get("tool_calls"), list) else []
+                delta["tool_calls"] = [*calls, {"index": at, "function": {"arguments": held}}]
+            else:
+                delta[name] = (delta.get(name) or "") + held
 
 
 async def _relay(
@@ -152,6 +233,7 @@ async def _relay(
     trace: Trace,
     public_name: str,
     wants_usage: bool,
+    secrets: scrub.Secrets,
 ) -> AsyncIterator[bytes]:
     """Pass the upstream's chunks on one by one, as they arrive, metering as they pass.
 
@@ -173,12 +255,26 @@ async def _relay(
         trace.saw_output(_output_text(choices))
         if screen is not None and isinstance(choices, list):
             screen.chunk(choices)
+        if hidden is not None and isinstance(choices, list):
+            hidden.chunk(choices)
         if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
             trace.saw_finish(*(c.get("finish_reason") for c in choices if isinstance(c, dict)))
         chunk["model"] = public_name
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b"data: " + answer_json(chunk) + b"\n\n"
+
+    def tail() -> bytes:
+        """What the output filters and the secret windows still hold, as a last chunk or two."""
+        out = b""
+        held = screen.rest() if screen is not None else []
+        if hidden is not None:
+            hidden.chunk(held)
+        for choices in (held, hidden.rest() if hidden is not None else []):
+            if choices:
+                out += b"data: " + answer_json({**template, "model": public_name, "choices": choices}) + b"\n\n"
+        return out
 
     screen = _StreamScreen(trace) if trace.key is not None and trace.key.guardrails.checks_output else None
+    hidden = _SplitSecrets(secrets) if secrets else None
     template = {k: first[k] for k in ("id", "object", "created") if k in first}
     finished = False
     waiting: list[bytes] = []
@@ -195,8 +291,7 @@ async def _relay(
                 # Nothing else has arrived: send what has, in one write.
                 yield b"".join(waiting)
                 waiting.clear()
-        if screen is not None:
-            waiting.append(screen.rest(template, public_name))
+        waiting.append(tail())
         finished = True
         waiting.append(b"data: [DONE]\n\n")
         yield b"".join(waiting)
@@ -222,10 +317,12 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     model = await catalog.resolve(key, model_name)
     await _screen_embedding_input(trace, body)
     trace.prompt(body)
-    await trace.admit(body | {"max_tokens": 0}, stream=False, model=model)  # embeddings produce no output tokens
+    await trace.admit(  # embeddings produce no output tokens
+        body, stream=False, model=model, output=0, prompt=lambda: limits.embedding_prompt(body["input"])
+    )
     trace.routed = routed = Routed()
     reply = await router.embeddings(key, model, body, routed)
-    trace.response_model = reply.get("model") or ""
+    trace.response_model = _name(reply.get("model"))
     reply["model"] = routed.model.name  # type: ignore[union-attr]
     trace.usage = metering.usage_from(reply.get("usage"), output_optional=True)
     vectors = reply.get("data")

@@ -76,6 +76,11 @@ class NotFound(ProxyError):
     code = "model_not_found"
 
 
+class MethodNotAllowed(ProxyError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     code = "request_too_large"
@@ -87,6 +92,27 @@ class UpstreamError(ProxyError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+
+
+class UnreadableAnswer(UpstreamError):
+    """The provider answered (and billed), but the answer cannot be passed on: nested too deeply,
+    or shaped so the gateway cannot read it. Never retried (a retry would be billed again); the
+    request is charged the `usage` it carried (OpenAI's shape), or an estimate."""
+
+    code = "upstream_unreadable"
+
+    def __init__(self, message: str, *, usage: dict | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def answer_json(answer: object) -> bytes:
+    """An upstream's answer (or a piece of its stream) as JSON bytes; UnreadableAnswer when it
+    cannot be serialised (nested past what orjson writes)."""
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        raise UnreadableAnswer("The provider's answer cannot be passed on: it is nested too deeply.") from None
 
 
 class UpstreamTimeout(UpstreamError):

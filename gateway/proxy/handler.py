@@ -8,6 +8,9 @@ never touches the ORM on the request thread), so this handler:
 - resolves against gateway.proxy.urls only, with no middleware;
 - skips the signals (the cache loaders close their own connections);
 - refuses a body over PROXY_MAX_BODY_BYTES while reading it, with an OpenAI error (413);
+- answers a wrong method with the caller's error object (405), not Django's plain text;
+- scrubs every response body, streamed write and header of the secrets the gateway knows
+  (gateway/scrub.py: provider keys an upstream echoed, the request's own key);
 - keeps Django's disconnect handling: a client that goes away cancels the view or stream.
 """
 
@@ -23,12 +26,14 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
+from gateway import scrub
 from gateway.proxy import messages
-from gateway.proxy.errors import InternalError, NotFound, PayloadTooLarge, ProxyError
-from gateway.proxy.request import new_request_id
+from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
+from gateway.proxy.request import new_request_id, presented_key
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -42,6 +47,29 @@ def _render(error: ProxyError, path: str) -> HttpResponseBase:
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return messages.error_response(error, new_request_id())
     return error.response(new_request_id())
+
+
+def _valid_key(request: HttpRequest) -> str | None:
+    """The virtual key the request presented, once it proved valid (a sprayed guess is not a secret)."""
+    trace = getattr(request, "trace", None)
+    return presented_key(request) if trace is not None and trace.key is not None else None
+
+
+def _scrubbed(response: HttpResponseBase, presented: str | None) -> HttpResponseBase:
+    """The response with every known secret replaced: in its body (each write of a stream) and headers."""
+    secrets = scrub.current().plus(presented)
+    if not secrets:
+        return response
+    for name, value in response.items():
+        if (clean := secrets.text(value)) != value:
+            response[name] = clean
+    if isinstance(response, StreamingHttpResponse):
+        # The relay itself (Django's `streaming_content` is a wrapper that would not close it).
+        relay = getattr(response, "_iterator", None) or response.streaming_content
+        response.streaming_content = secrets.stream(relay)  # type: ignore[arg-type]
+    elif isinstance(response, HttpResponse):
+        response.content = secrets.bytes(response.content)
+    return response
 
 
 @functools.lru_cache(maxsize=1024)
@@ -68,7 +96,15 @@ class ProxyHandler(ASGIHandler):
             error = NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url")
             return _render(error, request.path)
         request.resolver_match = match
-        return await match.func(request, *match.args, **match.kwargs)
+        response = await match.func(request, *match.args, **match.kwargs)
+        if response.status_code == 405 and not response.has_header("x-request-id"):  # ninja's wrong-method answer
+            allowed = response.get("Allow", "")
+            error = MethodNotAllowed(
+                f"{request.method} is not allowed on {request.path}; use {allowed or 'another method'}.",
+                headers={"Allow": allowed} if allowed else None,
+            )
+            return _render(error, request.path)
+        return response
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         await self.handle(scope, receive, send)
@@ -111,7 +147,7 @@ class ProxyHandler(ASGIHandler):
             return
 
         async def process_request() -> None:
-            response = await self._middleware_chain(request)
+            response = _scrubbed(await self._middleware_chain(request), _valid_key(request))
             with contextlib.suppress(asyncio.CancelledError):  # client went away while we were sending
                 await self.send_response(response, send)
 

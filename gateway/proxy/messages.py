@@ -17,6 +17,7 @@ started ends with an `error` event and no `message_stop`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Router
 
+from gateway import scrub
 from gateway.proxy import anthropic_inbound as inbound
-from gateway.proxy import catalog, metering, router
+from gateway.proxy import catalog, limits, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream, get_adapter
 from gateway.proxy.adapters.anthropic import AnthropicAdapter
-from gateway.proxy.errors import BadRequest, ProxyError
+from gateway.proxy.errors import BadRequest, ProxyError, answer_json
 from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
 from gateway.selectors import DeploymentSnapshot, ModelSnapshot
@@ -58,6 +60,12 @@ _ERROR_TYPES = {
 # Where each provider kind wants the output limit (see anthropic_inbound.to_chat_request); max_tokens elsewhere.
 _MAX_TOKENS_FIELD = {"openai": "max_completion_tokens"}
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The text fields of a content block's deltas, and the delta type each belongs to.
+_DELTA_TEXT = {
+    "text": {"type": "text_delta"},
+    "partial_json": {"type": "input_json_delta"},
+    "thinking": {"type": "thinking_delta"},
+}
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")
 
 
@@ -117,15 +125,11 @@ def anthropic_version(request: HttpRequest) -> str | None:
 def checked(body: dict[str, Any]) -> bool:
     """Check what every deployment needs of a Messages request (naming the field at fault); True for a stream."""
     parse.required_str(body, "model")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:
+    if body.get("max_tokens") is None:
         raise BadRequest(
             "Missing required parameter: 'max_tokens'.", param="max_tokens", code="missing_required_parameter"
         )
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise BadRequest(
-            "Invalid 'max_tokens': expected an integer greater than 0.", param="max_tokens", code="invalid_value"
-        )
+    limits.output_limit(body, ("max_tokens",))
     messages = parse.required_list(body, "messages")
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
@@ -161,7 +165,7 @@ def checked(body: dict[str, Any]) -> bool:
 
 
 def _json(data: dict[str, Any], request_id: str) -> HttpResponse:
-    return _identified(HttpResponse(orjson.dumps(data), content_type="application/json"), request_id)
+    return _identified(HttpResponse(answer_json(data), content_type="application/json"), request_id)
 
 
 @messages_routes.post("/messages", summary="Create a message (Anthropic-compatible)")
@@ -178,7 +182,9 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     await _screen_input(trace, body)
     trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
     trace.request_payload = body
-    await trace.admit(body, stream=stream, model=model)
+    await trace.admit(
+        body, stream=stream, model=model, output=body["max_tokens"], prompt=lambda: limits.chat_prompt(body)
+    )
     trace.routed = routed = Routed()
     if not stream:
         reply = await router.route(key, model, routed, _answerer(body, version))
@@ -196,6 +202,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
         public_name=routed.model.name,  # type: ignore[union-attr]
         stop_sequences=body.get("stop_sequences"),
         trace=trace,
+        secrets=scrub.current().plus(parse.presented_key(request)),
     )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -280,7 +287,7 @@ def _sse(event: dict[str, Any]) -> bytes:
     name = event.get("type")
     if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
         name = "message"  # an upstream type we cannot put on an event line as it is
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + name.encode() + b"\ndata: " + answer_json(event) + b"\n\n"
 
 
 async def _relay(
@@ -290,6 +297,7 @@ async def _relay(
     public_name: str,
     stop_sequences: Any,
     trace: Trace,
+    secrets: scrub.Secrets,
 ) -> AsyncIterator[bytes]:
     """Send the stream on as Messages events, as they arrive.
 
@@ -304,12 +312,12 @@ async def _relay(
     screens: dict[int, Any] = {}
     screening = trace.key is not None and trace.key.guardrails.checks_output
 
-    def screened(event: dict[str, Any]) -> bytes:
+    def screened(event: dict[str, Any]) -> dict[str, Any] | None:
         """The output guardrails on text deltas, per content block; what a block's filter still
-        holds goes out just before the block stops."""
+        holds goes out (the event returned) just before the block stops."""
         kind, index = event.get("type"), event.get("index")
         if not isinstance(index, int):
-            return b""
+            return None
         delta = event.get("delta")
         if kind == "content_block_delta" and isinstance(delta, dict) and isinstance(delta.get("text"), str):
             if index not in screens and (screen := trace.output_filter()) is not None:
@@ -319,8 +327,8 @@ async def _relay(
                 trace.delivered.append(delta["text"])  # type: ignore[union-attr]
         elif kind == "content_block_stop" and index in screens and (rest := screens.pop(index).close()):
             trace.delivered.append(rest)  # type: ignore[union-attr]
-            return _sse({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": rest}})
-        return b""
+            return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": rest}}
+        return None
 
     def meter(event: dict[str, Any]) -> bytes:
         kind = event.get("type")
@@ -336,8 +344,30 @@ async def _relay(
             # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
             merged = (trace.usage and _as_anthropic(trace.usage)) or {}
             trace.usage = metering.anthropic_usage(merged | event["usage"]) or trace.usage
-        held = screened(event) if screening else b""  # after metering: usage estimates count what was produced
-        return held + _sse(event)
+        released = screened(event) if screening else None  # after metering: estimates count what was produced
+        return (hide(released) if released else b"") + hide(event)
+
+    windows: dict[tuple[int, str], scrub.StreamWindow] = {}
+
+    def hide(event: dict[str, Any]) -> bytes:
+        """Known secrets split across a block's deltas (gateway/scrub.py): each text field of a
+        block through a window; what a window holds goes out in a delta just before the block stops."""
+        index = event.get("index")
+        if not secrets or not isinstance(index, int):
+            return _sse(event)
+        kind, delta, out = event.get("type"), event.get("delta"), b""
+        if kind == "content_block_delta" and isinstance(delta, dict):
+            for name in _DELTA_TEXT:
+                if isinstance(delta.get(name), str):
+                    window = windows.get((index, name)) or windows.setdefault((index, name), secrets.window())
+                    delta[name] = window.feed(delta[name])
+        elif kind == "content_block_stop":
+            for key in [k for k in windows if k[0] == index]:
+                if held := windows.pop(key).flush():
+                    out += _sse(
+                        {"type": "content_block_delta", "index": index, "delta": _DELTA_TEXT[key[1]] | {key[1]: held}}
+                    )
+        return out + _sse(event)
 
     def encode(item: dict[str, Any]) -> bytes:
         if translator is not None:
@@ -385,5 +415,6 @@ def _message_text(content: Any) -> str:
             if isinstance(block.get("text"), str):
                 parts.append(block["text"])
             elif block.get("type") == "tool_use":
-                parts.append(orjson.dumps(block.get("input")).decode())
+                with contextlib.suppress(orjson.JSONEncodeError):  # too deep: the answer is refused anyway
+                    parts.append(orjson.dumps(block.get("input")).decode())
     return "".join(parts)

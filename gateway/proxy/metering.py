@@ -2,7 +2,8 @@
 
 Usage comes from the upstream when it reports it. When it does not (some self-hosted servers,
 a stream cut short, a client that went away), it is estimated from the text that went each way
-(about four characters a token) and flagged as estimated, so no produced token goes unrecorded.
+(about four ASCII characters a token, one token for every other character, one per entry of a
+token array) and flagged as estimated, so no produced token goes unrecorded.
 """
 
 from __future__ import annotations
@@ -24,30 +25,52 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from billing import budget
-from gateway import telemetry
-from gateway.proxy import classifier, guard, logbuffer, ratelimit, router
+from gateway import scrub, telemetry, writable
+from gateway.proxy import classifier, guard, limits, logbuffer, ratelimit, router
 from gateway.proxy import request as parse
-from gateway.proxy.errors import BudgetUnavailable, InternalError, PermissionDenied, ProxyError, QuotaExceeded
+from gateway.proxy.errors import (
+    BudgetUnavailable,
+    InternalError,
+    PermissionDenied,
+    ProxyError,
+    QuotaExceeded,
+    UnreadableAnswer,
+)
 from gateway.proxy.router import Routed
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
+from gateway.writable import MAX_COUNT
 
 logger = logging.getLogger("gateway.proxy")
 _CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / _CHARS_PER_TOKEN) if text else 0
+    """About four ASCII characters a token; any other character (CJK, emoji) a token of its own."""
+    if not text:
+        return 0
+    if text.isascii():
+        return math.ceil(len(text) / _CHARS_PER_TOKEN)
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return math.ceil(ascii_chars / _CHARS_PER_TOKEN) + len(text) - ascii_chars
 
 
-def _text(value: Any) -> str:
-    """Every string inside a message/content structure, joined (what the tokenizer would see)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return " ".join(_text(v) for v in value)
-    if isinstance(value, dict):
-        return " ".join(_text(v) for k, v in value.items() if k not in ("role", "type", "id", "index"))
-    return ""
+def estimate_prompt(value: Any) -> int:
+    """The estimate for every string inside a message/content structure (and one token per entry
+    of a token array), skipping the fields a tokenizer does not see."""
+    tokens = 0
+    strings: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings.append(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(v for k, v in item.items() if k not in ("role", "type", "id", "index"))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            tokens += 1
+    return tokens + estimate_tokens(" ".join(strings))
 
 
 @dataclass
@@ -59,7 +82,8 @@ class Usage:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A reported token count, if believable: a whole number from 0 to what a column holds."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT else None
 
 
 def anthropic_usage(reported: Any) -> Usage | None:
@@ -123,17 +147,20 @@ def cost_of(usage: Usage, deployment: DeploymentSnapshot) -> Decimal | None:
     return total / _PER_MILLION
 
 
-async def worst_prices(key: KeySnapshot, model: ModelSnapshot) -> Prices | None:
-    """The highest input and output prices among every deployment that may answer (fallbacks
-    included), or None when one of them has no price."""
-    highest_in = highest_out = Decimal(0)
+async def worst_case(key: KeySnapshot, model: ModelSnapshot, *, prompt: limits.Prompt, output: int) -> Decimal | None:
+    """The most the request can cost on any deployment that may answer it (fallbacks included):
+    its prompt's bound for that model at the higher of its input and cached-input prices, plus
+    its output (all choices) at the output price; None when one of them has no price. Raises
+    limits.Unbounded when a model's prompt has no bound."""
+    worst = Decimal(0)
     for candidate in await router.models_to_try(key, model):
         for deployment in candidate.deployments:
             prices = prices_of(deployment)
             if prices is None:
                 return None
-            highest_in, highest_out = max(highest_in, prices[0]), max(highest_out, prices[1])
-    return highest_in, highest_out, highest_in
+            tokens = prompt.bound(candidate.context_window)
+            worst = max(worst, tokens * max(prices[0], prices[2]) + output * prices[1])
+    return worst / _PER_MILLION
 
 
 @dataclass
@@ -143,6 +170,7 @@ class Trace:
     request_id: str
     endpoint: str
     user_agent: str = ""
+    presented: str = field(default="", repr=False)  # the key the client sent: scrubbed from what is logged
     started: float = field(default_factory=time.monotonic)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     key: KeySnapshot | None = None
@@ -172,14 +200,31 @@ class Trace:
     response_model: str = ""  # the model the upstream says answered
     finish_reasons: tuple[str, ...] = ()
 
-    async def admit(self, body: dict[str, Any], *, stream: bool, model: ModelSnapshot) -> None:
+    async def admit(
+        self,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        model: ModelSnapshot,
+        output: int | None,
+        prompt: Callable[[], limits.Prompt],
+        choices: int = 1,
+        extra_output: int = 0,
+        output_field: str = "max_completion_tokens",
+    ) -> None:
         """Count the request against its key's and project's rate limits (429 when over), reserving
-        its worst-case tokens: the prompt's estimate plus its output limit (or the default). Then,
-        when a hard budget governs it, reserve its worst-case cost (429 insufficient_quota when it
-        does not fit)."""
+        its estimated tokens: the prompt's estimate plus its output limit for every choice (and
+        `extra_output`, a prediction's). Then, when a hard budget governs it, hold its worst-case
+        cost (429 insufficient_quota when it does not fit): the prompt's bound and all that output
+        at the highest prices.
+
+        `output` is the limit the request set (gateway/proxy/limits.py), None when it set none:
+        then the model's default (or DEFAULT_MAX_TOKENS) is assumed, and when a hold depends on it
+        it is written into the body as `output_field`, so that what goes upstream is what was held.
+        """
         key = self.key
         assert key is not None
-        limits = ratelimit.Limits(
+        rate = ratelimit.Limits(
             key_id=key.id,
             project_id=key.project_id,
             key_rpm=key.rpm_limit,
@@ -188,23 +233,19 @@ class Trace:
             project_tpm=key.project_tpm_limit,
             key_max_streams=key.max_streams if stream else None,
         )
-        output = body.get("max_completion_tokens")
-        if output is None:
-            output = body.get("max_tokens")
-        chosen = isinstance(output, int) and not isinstance(output, bool) and output >= 0
-        if not chosen:
-            output = model.default_max_tokens or settings.DEFAULT_MAX_TOKENS
-        tokens = self.prompt_tokens_estimate + output if limits.key_tpm or limits.project_tpm else output
-        hold = await self._budget_hold(key, model, output)
+        limit = output if output is not None else model.default_max_tokens or settings.DEFAULT_MAX_TOKENS
+        produced = limit * choices + extra_output
+        tokens = self.prompt_tokens_estimate + produced if rate.key_tpm or rate.project_tpm else produced
+        hold = await self._budget_hold(key, model, prompt, produced)
         if hold is None:
-            self.ticket = await ratelimit.acquire(limits=limits, tokens=tokens, stream=stream)
+            self.ticket = await ratelimit.acquire(limits=rate, tokens=tokens, stream=stream)
             return
         # Both checks leave together (one Redis round trip, see gateway/redis_scripts.py): the
         # reservation's task is started first, and its script joins the rate limiter's.
         caps, worst = hold
         reserving = asyncio.ensure_future(budget.reserve(caps, request_id=self.request_id, amount=worst))
         try:
-            self.ticket = await ratelimit.acquire(limits=limits, tokens=tokens, stream=stream)
+            self.ticket = await ratelimit.acquire(limits=rate, tokens=tokens, stream=stream)
         except BaseException:
             with contextlib.suppress(Exception):  # the rate limit's refusal is the answer
                 self.reservation = await reserving  # ... and `release()` frees what was held
@@ -215,11 +256,11 @@ class Trace:
             raise QuotaExceeded(str(exc)) from None
         except budget.BudgetUnavailable as exc:
             raise BudgetUnavailable(str(exc)) from None
-        if not chosen:
-            body["max_completion_tokens"] = output  # the worst case holds only if the output is capped
+        if output is None:
+            body[output_field] = limit  # the worst case holds only if the output is capped
 
     async def _budget_hold(
-        self, key: KeySnapshot, model: ModelSnapshot, output: int
+        self, key: KeySnapshot, model: ModelSnapshot, prompt: Callable[[], limits.Prompt], output: int
     ) -> tuple[budget.Caps, Decimal] | None:
         """The hard budgets this request must fit in and its worst-case cost; None when none governs it."""
         try:
@@ -230,8 +271,18 @@ class Trace:
             raise BudgetUnavailable(str(exc)) from None
         if not caps.budgeted:
             return None
-        prices = await worst_prices(key, model)
-        if prices is None:
+        try:
+            # Soft budgets only alert (no hold), but under any budget an unpriced model is refused.
+            worst = await worst_case(key, model, prompt=prompt() if caps.caps else limits.Prompt(0), output=output)
+        except limits.Unbounded as exc:
+            raise PermissionDenied(
+                f"This request has a '{exc.kind}' input, whose tokens cannot be bounded before the call, and a hard "
+                f"budget governs it: ask an administrator to set the context window of the model '{model.name}' (and "
+                "of its fallbacks), which bounds it.",
+                param="messages",
+                code="input_not_bounded",
+            ) from None
+        if worst is None:
             raise PermissionDenied(
                 f"The model '{model.name}' (or a model it falls back to) has no price, and this project has a "
                 "budget: ask an administrator to set its prices.",
@@ -239,8 +290,8 @@ class Trace:
                 code="model_not_priced",
             )
         if not caps.caps:
-            return None  # soft budgets only: they alert, they never refuse
-        return caps, (self.prompt_tokens_estimate * prices[0] + output * prices[1]) / _PER_MILLION
+            return None
+        return caps, worst
 
     async def release(self) -> None:
         """Settle what was held to what was used: the token reservation, the stream slot and the
@@ -273,7 +324,7 @@ class Trace:
 
     @functools.cached_property
     def prompt_tokens_estimate(self) -> int:
-        return estimate_tokens(_text(self.prompt_source))
+        return estimate_prompt(self.prompt_source)
 
     async def screen_input(self, messages: list[Any]) -> list[Any] | None:
         """The input guardrails on the request's messages: raises GuardrailBlocked for a block;
@@ -370,7 +421,7 @@ class Trace:
                 "project_id": key.project_id if key else None,
                 "business_unit_id": key.business_unit_id if key else None,  # for the ledger only
                 "member_id": key.created_by_id if key else None,
-                "model": self.model[:128],
+                "model": writable.text(self.model, 128),
                 "answered_model": routed.model.name if routed.model else "",
                 "deployment_id": routed.deployment.id if routed.deployment else None,
                 "provider": routed.deployment.provider_name if routed.deployment else "",
@@ -380,13 +431,13 @@ class Trace:
                         "deployment": a.deployment_id,
                         "provider": a.provider,
                         "status": a.status,
-                        "error": a.error_code,
+                        "error": writable.text(a.error_code, 60) if a.error_code else a.error_code,
                         "latency_ms": a.latency_ms,
                     }
                     for a in routed.attempts
                 ],
                 "status_code": self.status_code,
-                "error_code": self.error_code[:60],
+                "error_code": writable.text(self.error_code, 60),
                 "stream": self.stream,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
@@ -397,8 +448,13 @@ class Trace:
                 else (cost_of(usage, routed.deployment) if routed.deployment else None),
                 "latency_ms": round((now - self.started) * 1000, 2),
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
-                "user_agent": self.user_agent[:300],
-                "bodies": (key.log_bodies if key else "metadata", self.request_payload, self._response_for_log()),
+                "user_agent": writable.text(self.user_agent, 300),
+                "bodies": (
+                    key.log_bodies if key else "metadata",
+                    self.request_payload,
+                    self._response_for_log(),
+                    scrub.current().plus(self.presented if key else None),  # a valid key only
+                ),
                 "guardrails": verdicts,
             }
         )
@@ -435,6 +491,7 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 method=request.method or "POST",
                 traceparent=request.META.get("HTTP_TRACEPARENT"),
+                presented=parse.presented_key(request) or "",
             )
             request.trace = trace  # type: ignore[attr-defined]
             request.request_id = trace.request_id  # type: ignore[attr-defined]
@@ -443,6 +500,8 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 response = await view(request, *args, **kwargs)
             except ProxyError as exc:
                 trace.failed(exc.status, exc.code)
+                if trace.usage is None and isinstance(exc, UnreadableAnswer):
+                    trace.usage = usage_from(exc.usage)  # answered and billed, though not passed on
                 await trace.release()
                 trace.record()
                 response = render(exc, trace.request_id)

@@ -10,6 +10,8 @@ from django.http import HttpRequest
 
 from gateway.proxy.errors import BadRequest
 
+MAX_DEPTH = 254  # levels of nesting a request body may have (what orjson serialises)
+
 # Body fields that would let a caller pick the upstream (SSRF) or its credentials. Refused outright.
 ROUTING_OVERRIDES = frozenset(
     {
@@ -57,6 +59,13 @@ def json_object(request: HttpRequest) -> dict[str, Any]:
         ) from None
     if not isinstance(parsed, dict):
         raise BadRequest("The request body must be a JSON object.")
+    try:
+        orjson.dumps(parsed)  # what goes upstream must serialise: orjson stops past 254 levels
+    except orjson.JSONEncodeError:
+        raise BadRequest(
+            f"The request body is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects.",
+            code="invalid_json",
+        ) from None
     if overrides := sorted(ROUTING_OVERRIDES.intersection(parsed)):
         raise BadRequest(
             f"'{overrides[0]}' may not be set in a request: the gateway chooses the upstream.",
@@ -85,6 +94,8 @@ def required_list(body: dict[str, Any], field: str) -> list[Any]:
 
 
 def chat_messages(body: dict[str, Any]) -> list[Any]:
+    """The messages of a chat request: objects with a 'role' and a 'content' that is a string, an
+    array of content parts (objects with a 'type'), or null (an assistant's tool calls)."""
     messages = required_list(body, "messages")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
@@ -93,6 +104,23 @@ def chat_messages(body: dict[str, Any]) -> list[Any]:
                 param=f"messages[{index}]",
                 code="invalid_type",
             )
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            raise BadRequest(
+                f"Invalid type for 'messages[{index}].content': expected a string or an array of content parts.",
+                param=f"messages[{index}].content",
+                code="invalid_type",
+            )
+        for part_index, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                where = f"messages[{index}].content[{part_index}]"
+                raise BadRequest(
+                    f"Invalid content part at '{where}': expected an object with a 'type'.",
+                    param=where,
+                    code="invalid_type",
+                )
     return messages
 
 

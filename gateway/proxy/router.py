@@ -24,7 +24,7 @@ from django.conf import settings
 
 from gateway.proxy import breaker, catalog
 from gateway.proxy.adapters import ChatStream, get_adapter
-from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.errors import ProxyError, UnreadableAnswer, UpstreamError, UpstreamTimeout
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
 T = TypeVar("T")
@@ -130,6 +130,13 @@ async def route(
             started = time.monotonic()
             try:
                 result = await call(candidate_model, deployment)
+            except UnreadableAnswer:
+                # It answered and billed: never retried, and charged to this request.
+                answered = time.monotonic()
+                circuit.succeeded((answered - started) * 1000)
+                routed.model, routed.deployment = candidate_model, deployment
+                routed.started, routed.answered = started, answered
+                raise
             except ProxyError as exc:
                 exc.redact(deployment.api_key)  # an upstream may quote the key back: never pass it on
                 ended = time.monotonic()
@@ -195,8 +202,9 @@ def _payload(body: dict[str, Any], model: ModelSnapshot, deployment: DeploymentS
     payload = dict(body)
     payload["model"] = deployment.upstream_model
     if deployment.provider_kind in _MAX_TOKENS_ONLY and "max_completion_tokens" in payload:
-        # Self-hosted servers know the older name; OpenAI's newer models only the newer one.
-        payload.setdefault("max_tokens", payload.pop("max_completion_tokens"))
+        # Self-hosted servers know the older name; OpenAI's newer models only the newer one. The
+        # body carries one of the two (gateway/proxy/limits.py): the limit the budget held.
+        payload["max_tokens"] = payload.pop("max_completion_tokens")
     needs_max_tokens = deployment.provider_kind == "anthropic"  # Anthropic requires max_tokens
     if (
         needs_max_tokens

@@ -29,7 +29,7 @@ from django.conf import settings
 
 from gateway.proxy.adapters.openai import upstream_failure
 from gateway.proxy.adapters.transport import mid_stream_failures, open_post, read_json
-from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError, UpstreamTimeout
+from gateway.proxy.errors import BadRequest, ProxyError, UnreadableAnswer, UpstreamError, UpstreamTimeout
 from gateway.proxy.sse import data_payloads
 from gateway.selectors import DeploymentSnapshot
 
@@ -415,16 +415,23 @@ def to_usage(usage: Any) -> dict[str, Any]:
 def to_chat_completion(message: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
     """An OpenAI chat.completion for a Messages reply (thinking and server-tool blocks have no place in it)."""
     content = message.get("content") if isinstance(message.get("content"), list) else []
+    content = [b for b in content if isinstance(b, dict)]
     text = "".join(b["text"] for b in content if b.get("type") == "text" and isinstance(b.get("text"), str))
-    tool_calls = [
-        {
-            "id": b.get("id"),
-            "type": "function",
-            "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()},
-        }
-        for b in content
-        if b.get("type") == "tool_use"
-    ]
+    try:
+        tool_calls = [
+            {
+                "id": b.get("id"),
+                "type": "function",
+                "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()},
+            }
+            for b in content
+            if b.get("type") == "tool_use"
+        ]
+    except orjson.JSONEncodeError:
+        raise UnreadableAnswer(
+            "The provider's answer cannot be passed on: a tool call's input is nested too deeply.",
+            usage=to_usage(message.get("usage")),
+        ) from None
     reply: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else ""), "refusal": None}
     if tool_calls:
         reply["tool_calls"] = tool_calls
