@@ -8,7 +8,7 @@ gateway *knows*, whatever their shape: every configured provider key (a self-hos
 METRICS_TOKEN, the mail and database passwords) and the virtual key a request presented.
 
 Where it applies:
-- every /v1 response body, each streamed write and each header (gateway/proxy/handler.py);
+- every /v1 response body (gateway/proxy/handler.py) and each streamed write (the relays);
 - text streamed in pieces (`StreamWindow`): a secret split across chunks is caught, at the cost
   of holding back a piece only while the text seen so far ends in the first `LEAD` or more
   characters of a secret (so ordinary streams are never delayed, and at most `LEAD - 1` leading
@@ -22,10 +22,9 @@ than a regex alternation for the handful of secrets a gateway holds.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import orjson
@@ -86,13 +85,6 @@ class Secrets:
             if secret in data:
                 data = data.replace(secret, _REDACTED_BYTES)
         return data
-
-    async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Each write of a streamed body, scrubbed (a whole secret inside one write). Closing this
-        closes `chunks` too, so the relay behind it always runs its `finally`."""
-        async with contextlib.aclosing(chunks) as writes:  # type: ignore[type-var]
-            async for chunk in writes:
-                yield self.bytes(chunk) if isinstance(chunk, bytes) else chunk
 
     def window(self) -> StreamWindow:
         return StreamWindow(self)

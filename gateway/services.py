@@ -523,6 +523,9 @@ def revoke_admin_token(*, token: AdminToken) -> None:
 # --- request logs (written in batches by the proxy's log buffer) ---
 
 
+_FROM_OUTSIDE = ("model", "error_code", "user_agent")  # request-log text a client or an upstream chose
+
+
 @transaction.atomic  # not durable: billing writes the debits in the same transaction
 def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
     """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped.
@@ -540,9 +543,14 @@ def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
             fields |= log_bodies.render(*bodies)
         for name, value in fields.items():
             if isinstance(value, str):
-                fields[name] = secrets.text(writable.text(value))
-            elif isinstance(value, list | dict):
-                fields[name] = orjson.loads(secrets.bytes(orjson.dumps(writable.json_value(value))))
+                fields[name] = writable.text(value)
+            elif isinstance(value, list | dict) and value:
+                fields[name] = writable.json_value(value)
+        for name in _FROM_OUTSIDE:  # what a client or an upstream chose may quote a secret
+            if isinstance(fields.get(name), str):
+                fields[name] = secrets.text(fields[name])
+        if fields.get("attempts"):
+            fields["attempts"] = orjson.loads(secrets.bytes(orjson.dumps(fields["attempts"])))
         for name in ("input_tokens", "output_tokens", "cached_tokens"):
             fields[name] = writable.count(fields.get(name, 0))
         fields["cost"] = writable.money(fields.get("cost"), places=8, digits=16)

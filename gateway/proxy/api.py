@@ -235,7 +235,8 @@ async def _relay(
     wants_usage: bool,
     secrets: scrub.Secrets,
 ) -> AsyncIterator[bytes]:
-    """Pass the upstream's chunks on one by one, as they arrive, metering as they pass.
+    """Pass the upstream's chunks on one by one, as they arrive, metering as they pass; every
+    write scrubbed of the known `secrets`, and secrets split across chunks caught per choice.
 
     A client that disconnects cancels this generator (Django cancels the response task), and
     `finally` drops the upstream connection. An upstream that fails mid-stream ends the client's
@@ -282,22 +283,22 @@ async def _relay(
         if (data := encode(first)) is not None:
             waiting.append(data)
         if not getattr(upstream, "buffered", 0):
-            yield b"".join(waiting)
+            yield secrets.bytes(b"".join(waiting))
             waiting.clear()
         async for chunk in rest:
             if (data := encode(chunk)) is not None:
                 waiting.append(data)
             if waiting and not getattr(upstream, "buffered", 0):
                 # Nothing else has arrived: send what has, in one write.
-                yield b"".join(waiting)
+                yield secrets.bytes(b"".join(waiting))
                 waiting.clear()
         waiting.append(tail())
         finished = True
         waiting.append(b"data: [DONE]\n\n")
-        yield b"".join(waiting)
+        yield secrets.bytes(b"".join(waiting))
     except ProxyError as exc:
         trace.failed(exc.status, exc.code)
-        yield b"".join(waiting) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
+        yield secrets.bytes(b"".join(waiting) + b"data: " + orjson.dumps(exc.body()) + b"\n\n")
     finally:
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")

@@ -9,8 +9,8 @@ never touches the ORM on the request thread), so this handler:
 - skips the signals (the cache loaders close their own connections);
 - refuses a body over PROXY_MAX_BODY_BYTES while reading it, with an OpenAI error (413);
 - answers a wrong method with the caller's error object (405), not Django's plain text;
-- scrubs every response body, streamed write and header of the secrets the gateway knows
-  (gateway/scrub.py: provider keys an upstream echoed, the request's own key);
+- scrubs every response body of the secrets the gateway knows (gateway/scrub.py: provider keys
+  an upstream echoed, the request's own key; streams scrub their own writes);
 - keeps Django's disconnect handling: a client that goes away cancels the view or stream.
 """
 
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
@@ -56,19 +56,16 @@ def _valid_key(request: HttpRequest) -> str | None:
 
 
 def _scrubbed(response: HttpResponseBase, presented: str | None) -> HttpResponseBase:
-    """The response with every known secret replaced: in its body (each write of a stream) and headers."""
+    """The response with every known secret replaced in its body and in the one header an upstream
+    chooses (`retry-after`). Streams scrub their own writes (gateway/proxy/api.py, messages.py),
+    where secrets split across chunks are caught too."""
     secrets = scrub.current().plus(presented)
     if not secrets:
         return response
-    for name, value in response.items():
-        if (clean := secrets.text(value)) != value:
-            response[name] = clean
-    if isinstance(response, StreamingHttpResponse):
-        # The relay itself (Django's `streaming_content` is a wrapper that would not close it).
-        relay = getattr(response, "_iterator", None) or response.streaming_content
-        response.streaming_content = secrets.stream(relay)  # type: ignore[arg-type]
-    elif isinstance(response, HttpResponse):
-        response.content = secrets.bytes(response.content)
+    if (value := response.get("retry-after")) is not None and (clean := secrets.text(value)) != value:
+        response["retry-after"] = clean
+    if isinstance(response, HttpResponse) and (body := response.content) != (clean_body := secrets.bytes(body)):
+        response.content = clean_body
     return response
 
 

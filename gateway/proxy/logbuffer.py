@@ -34,7 +34,7 @@ from gateway import scrub, writable
 logger = logging.getLogger(__name__)
 
 _rows: deque[dict[str, Any]] = deque()
-_wake = asyncio.Event()
+_wake = asyncio.Event()  # made anew with each flusher: an Event belongs to the loop that first waits on it
 _task: asyncio.Task[None] | None = None
 dropped = 0  # rows lost to the bound since the process started
 _writing = 0  # rows handed to the database and not yet written
@@ -65,6 +65,8 @@ def _ensure_flusher() -> None:
     global _task
     loop = asyncio.get_running_loop()
     if _task is None or _task.done() or _task.get_loop() is not loop:  # none yet, or of a loop now gone
+        global _wake
+        _wake = asyncio.Event()
         # A context of its own: the flusher outlives the request that happened to start it.
         _task = loop.create_task(_flush_forever(), context=contextvars.Context())
 

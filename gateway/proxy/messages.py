@@ -299,7 +299,8 @@ async def _relay(
     trace: Trace,
     secrets: scrub.Secrets,
 ) -> AsyncIterator[bytes]:
-    """Send the stream on as Messages events, as they arrive.
+    """Send the stream on as Messages events, as they arrive; every write scrubbed of the known
+    `secrets`, and secrets split across a block's deltas caught.
 
     A client that disconnects cancels this generator and `finally` drops the upstream connection.
     An upstream that fails mid-stream ends the client's stream with an `error` event and no
@@ -380,16 +381,16 @@ async def _relay(
     finished = False
     try:
         if data := encode(opened.first):
-            yield data
+            yield secrets.bytes(data)
         async for item in rest:
             if data := encode(item):
-                yield data
+                yield secrets.bytes(data)
         if translator is not None:
-            yield b"".join(meter(event) for event in translator.finish())
+            yield secrets.bytes(b"".join(meter(event) for event in translator.finish()))
         finished = True
     except ProxyError as exc:
         trace.failed(exc.status, exc.code)
-        yield _sse(error_body(exc, trace.request_id))
+        yield secrets.bytes(_sse(error_body(exc, trace.request_id)))
     finally:
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")
