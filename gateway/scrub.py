@@ -113,7 +113,12 @@ class StreamWindow:
         secrets = self._secrets
         seen = self._seen + text
         pending = len(self._seen) - self._held  # where the text not yet released starts
-        found = secrets._pattern.search(seen, max(0, pending - secrets.longest + 1))  # type: ignore[union-attr]
+        start = max(0, pending - secrets.longest + 1)  # where a secret reaching the unreleased text may begin
+        if secrets._leads.search(seen, start) is None:  # type: ignore[union-attr]
+            # No secret begins there (and so nothing is held): the common case, released at once.
+            self._seen = seen[-secrets.longest :] if len(seen) > secrets.longest else seen
+            return text
+        found = secrets._pattern.search(seen, start)  # type: ignore[union-attr]
         while found is not None:
             # Only what has not been released can still be replaced.
             cut = max(found.start(), pending)
