@@ -29,7 +29,7 @@ run: install
 
 ## serve: production-style serving (gunicorn managing uvicorn workers); configure through the environment
 serve: install
-	$(BIN)/gunicorn gateway.asgi:application -k uvicorn.workers.UvicornWorker --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-2}
+	$(BIN)/gunicorn gateway.asgi:application -k gateway.workers.UvicornWorker --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-2}
 
 ## test: the whole suite; against Postgres and Redis when DATABASE_URL / REDIS_URL are set
 # Test-only secrets for the production profile (never used outside the test run).

@@ -209,11 +209,11 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[Proc, str]]]:
     Stopped after the test (SIGTERM, then whatever is left is killed); its output is in `proc.log`."""
     started: list[Proc] = []
 
-    def start(workers: int = 2, **env: str) -> tuple[Proc, str]:
+    def start(workers: int = 2, graceful: int = 30, **env: str) -> tuple[Proc, str]:
         port = free_port()
         environment = gateway_environment(**env)
-        argv = [sys.executable, "-m", "gunicorn", "gateway.asgi:application", "-k", "uvicorn.workers.UvicornWorker"]
-        argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "30"]
+        argv = [sys.executable, "-m", "gunicorn", "gateway.asgi:application", "-k", "gateway.workers.UvicornWorker"]
+        argv += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(graceful)]
         proc = Proc("gunicorn", argv, env=environment, log=tmp_path / f"gunicorn-{len(started)}.log")
         started.append(proc)
         wait_for_port(port, timeout=60, proc=proc)

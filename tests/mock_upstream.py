@@ -48,6 +48,8 @@ name of the request, so one server plays every scenario:
   Every answer delivered in full is billed (`state.billed`), whether or not it reports usage.
 - `mock-deep`: a 200 completion, usage billed as usual, whose message carries a value nested
   `DEEP` (300) levels; streaming, the chunk after the role chunk carries it
+- `mock-slow-tail=<seconds>`: the echo (plain or streamed), billed at once, whose last bytes (the
+  second half of the body, or a stream's `[DONE]` after its usage) leave that much later
 - `mock-echo-auth`: an answer that quotes the bearer value it was sent: in the content, in a tool
   call's arguments, and in `id`, `model` and `system_fingerprint`; streaming, the content and
   the arguments arrive a few characters a chunk, so the key is split across many chunks
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import socket
 import threading
@@ -322,10 +325,11 @@ async def _play_stream(
             await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
         for chunk in chunks[faulty_at:]:
             await response.write(chunk)
+        if faulty_at == len(chunks) and (body.get("stream_options") or {}).get("include_usage"):
+            # Billed once its usage has left: a client that closes at [DONE] may break the last write.
+            state.billed.append(_usage(len(words)))
         if step != "no-done":
             await response.write(b"data: [DONE]\n\n")
-        if faulty_at == len(chunks) and (body.get("stream_options") or {}).get("include_usage"):
-            state.billed.append(_usage(len(words)))
     except ConnectionResetError:
         state.disconnects.append(model)
         return response
@@ -517,6 +521,34 @@ async def _echo_auth(request: web.Request, body: dict[str, Any], state: MockStat
     return await _send_stream(request, body, state, model, chunks, usage)
 
 
+async def _slow_tail(request: web.Request, body: dict[str, Any], state: MockState, pause: float) -> web.StreamResponse:
+    """The echo, billed as soon as it is decided, whose last bytes leave `pause` seconds later: a
+    client can hang up while the gateway is still reading an answer the upstream has billed."""
+    reply = _completion(body)
+    state.billed.append(reply["usage"])
+    if not body.get("stream"):
+        data = orjson.dumps(reply)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(data[: len(data) // 2])
+            await asyncio.sleep(pause)
+            await response.write(data[len(data) // 2 :])
+        return response
+    usage_chunk = orjson.loads(_chunk(body, {})[6:]) | {"choices": [], "usage": reply["usage"]}
+    chunks = [_chunk(body, {"role": "assistant", "content": ""}), _chunk(body, {"content": "echo"}, "stop")]
+    chunks.append(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        for chunk in chunks:
+            await response.write(chunk)
+        await asyncio.sleep(pause)
+        await response.write(b"data: [DONE]\n\n")
+    return response
+
+
 def build_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -535,6 +567,8 @@ def build_app(state: MockState) -> web.Application:
             return await _deep(request, body, state, model)
         if model == "mock-echo-auth":
             return await _echo_auth(request, body, state, model)
+        if model.startswith("mock-slow-tail="):
+            return await _slow_tail(request, body, state, float(model.removeprefix("mock-slow-tail=")))
         if model.startswith("mock-status-"):
             status = int(model.removeprefix("mock-status-"))
             return _error(status, f"mock upstream error {status}", code=f"mock_{status}")
@@ -590,6 +624,7 @@ def build_app(state: MockState) -> web.Application:
             chunk["choices"] = []
             chunk["usage"] = usage
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            state.billed.append(usage)  # once its usage has left (a client may close at [DONE])
         if model != "mock-no-done":
             await response.write(b"data: [DONE]\n\n")
         state.completed_streams.append(model)

@@ -48,7 +48,7 @@ def test_web_serves_the_asgi_app_when_run_by_gunicorn_with_uvicorn_workers(
     command = _command(services["web"])
     assert command[:2] == ["gunicorn", "gateway.asgi:application"]
     worker_flag = next(i for i, part in enumerate(command) if part in {"-k", "--worker-class"})
-    assert command[worker_flag + 1] == "uvicorn.workers.UvicornWorker"
+    assert command[worker_flag + 1] == "gateway.workers.UvicornWorker"
 
 
 @pytest.mark.parametrize(("name", "role"), [("worker", "worker"), ("beat", "beat")])

@@ -302,9 +302,9 @@ async def _relay(
     finally:
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")
+        trace.finish()  # the row first, before anything that awaits (and could be cancelled)
         await upstream.aclose()
         await trace.release()
-        trace.record()
 
 
 @routes.post("/embeddings", summary="Create embeddings (OpenAI-compatible)")

@@ -31,7 +31,7 @@ from django.http.response import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from gateway import scrub
-from gateway.proxy import messages
+from gateway.proxy import logbuffer, messages
 from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id, presented_key
 
@@ -127,6 +127,10 @@ class ProxyHandler(ASGIHandler):
         return body_file
 
     async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        with logbuffer.serving():  # a shutdown's last flush waits for this request's row
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:

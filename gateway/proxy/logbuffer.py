@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import logging
 from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,8 @@ dropped = 0  # rows lost to the bound since the process started
 _writing = 0  # rows handed to the database and not yet written
 _write = sync_to_async(budget.persist, thread_sensitive=False)  # log rows and ledger debits together
 last_failure = ""  # why the last flush left rows buffered ("" when it wrote everything)
+_serving = 0  # requests being served right now (see `serving`)
+_UNWIND_SECONDS = 2.0  # how long a shutdown waits for requests still unwinding
 _UNREACHABLE = (db.OperationalError, db.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
 
@@ -177,9 +180,25 @@ async def _flush_forever() -> None:
         delay = settings.LOG_FLUSH_INTERVAL if ok else min(max(delay * 2, 0.5), 30.0)
 
 
+@contextlib.contextmanager
+def serving() -> Iterator[None]:
+    """Around serving one request (the proxy's handler): a shutdown waits for it to hand its row over."""
+    global _serving
+    _serving += 1
+    try:
+        yield
+    finally:
+        _serving -= 1
+
+
 async def shutdown() -> None:
-    """Flush on a clean shutdown, retrying briefly if the database hiccups."""
+    """Flush on a clean shutdown, retrying briefly if the database hiccups. Requests the server has
+    just cancelled hand their rows over as they unwind: the flush waits for them (a moment at most)."""
     global _task
+    for _ in range(int(_UNWIND_SECONDS / 0.02)):
+        if not _serving:
+            break
+        await asyncio.sleep(0.02)
     if _task is not None:
         _task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -394,9 +394,9 @@ async def _relay(
     finally:
         if not finished and not trace.error_code:
             trace.failed(499, "client_disconnected")
+        trace.finish()  # the row first, before anything that awaits (and could be cancelled)
         await opened.upstream.aclose()
         await trace.release()
-        trace.record()
 
 
 def _as_anthropic(usage: metering.Usage) -> dict[str, int]:

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -293,15 +293,29 @@ class Trace:
             return None
         return caps, worst
 
+    def finish(self) -> None:
+        """The request is over: decide its usage and cost and hand its row (and so its ledger
+        debit) to the log writer. Synchronous, so no cancellation can come between the upstream's
+        answer and the hand-off; call it before anything that awaits. Idempotent."""
+        if self.recorded:
+            return
+        usage = self.final_usage()
+        if (deployment := self._charged_deployment()) is not None:
+            self.cost = cost_of(usage, deployment)
+        self.record()
+
     async def release(self) -> None:
         """Settle what was held to what was used: the token reservation, the stream slot and the
-        budget reservation (at the request's actual cost; zero when nothing answered). Once."""
+        budget reservation (at the request's actual cost; zero when nothing answered). Once.
+        Shielded: a cancellation of the caller does not stop it half way."""
         if self.released:
             return
         self.released = True
+        self.finish()
+        await _shielded(self._settle())
+
+    async def _settle(self) -> None:
         usage = self.final_usage()
-        if self.routed is not None and self.routed.deployment is not None:
-            self.cost = cost_of(usage, self.routed.deployment)
         settling = None
         if self.reservation is not None:  # in one Redis round trip with the token correction
             settling = asyncio.ensure_future(budget.settle(self.reservation, cost=self.cost))
@@ -396,10 +410,17 @@ class Trace:
     def final_usage(self) -> Usage:
         if self.usage is not None:
             return self.usage
+        if self._charged_deployment() is None:
+            return Usage()  # nothing reached an upstream: nothing to count
         produced = "".join(self.output_text)
-        if not self.routed or not self.routed.deployment:
-            return Usage()  # nothing reached an upstream that answered: nothing to count
         return Usage(input_tokens=self.prompt_tokens_estimate, output_tokens=estimate_tokens(produced), estimated=True)
+
+    def _charged_deployment(self) -> DeploymentSnapshot | None:
+        """The deployment whose bill this request carries: the one that answered, or the one it was
+        waiting for when it was cancelled (the provider may bill a request it received)."""
+        if self.routed is None:
+            return None
+        return self.routed.deployment or self.routed.calling
 
     def record(self) -> None:
         """Hand the row to the log buffer (returns at once). Idempotent."""
@@ -409,6 +430,7 @@ class Trace:
         now = time.monotonic()
         usage = self.final_usage()
         routed = self.routed or Routed()
+        charged = self._charged_deployment()
         key = self.key
         verdicts = self.verdicts() if self.guardrails or self.output_filters else []
         logbuffer.append(
@@ -423,8 +445,8 @@ class Trace:
                 "member_id": key.created_by_id if key else None,
                 "model": writable.text(self.model, 128),
                 "answered_model": routed.model.name if routed.model else "",
-                "deployment_id": routed.deployment.id if routed.deployment else None,
-                "provider": routed.deployment.provider_name if routed.deployment else "",
+                "deployment_id": charged.id if charged else None,
+                "provider": charged.provider_name if charged else "",
                 "attempts": [
                     {
                         "model": a.model,
@@ -443,9 +465,7 @@ class Trace:
                 "output_tokens": usage.output_tokens,
                 "cached_tokens": usage.cached_tokens,
                 "usage_estimated": usage.estimated,
-                "cost": self.cost
-                if self.released
-                else (cost_of(usage, routed.deployment) if routed.deployment else None),
+                "cost": self.cost,
                 "latency_ms": round((now - self.started) * 1000, 2),
                 "ttft_ms": round((self.first_token_at - self.started) * 1000, 2) if self.first_token_at else None,
                 "user_agent": writable.text(self.user_agent, 300),
@@ -473,6 +493,21 @@ class Trace:
         if self.stream and self.output_text:
             return {"stream": True, "content": "".join(self.output_text)}  # reassembled
         return None
+
+
+_background: set[asyncio.Task[Any]] = set()  # kept referenced until done
+
+
+def _in_background(work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def _shielded(work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` to its end even if the caller is cancelled meanwhile (it goes on in the background)."""
+    await asyncio.shield(_in_background(work))
 
 
 View = Callable[..., Awaitable[HttpResponseBase]]
@@ -503,10 +538,15 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 if trace.usage is None and isinstance(exc, UnreadableAnswer):
                     trace.usage = usage_from(exc.usage)  # answered and billed, though not passed on
                 await trace.release()
-                trace.record()
                 response = render(exc, trace.request_id)
                 trace.limit_headers(response)
                 return response
+            except asyncio.CancelledError:  # the client went away (or the server is stopping)
+                if not trace.error_code:
+                    trace.failed(499, "client_disconnected")
+                trace.finish()  # the row first: what the upstream may bill is never lost
+                _in_background(trace.release())
+                raise
             except Exception as exc:
                 # No traceback text: it can carry values. Where it happened is enough to find it.
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -520,12 +560,10 @@ def traced(render: Callable[[ProxyError, str], HttpResponseBase]) -> Callable[[V
                 error = InternalError("The gateway failed unexpectedly; the request id identifies it.")
                 trace.failed(error.status, error.code)
                 await trace.release()
-                trace.record()
                 return render(error, trace.request_id)
             trace.limit_headers(response)
             if not isinstance(response, StreamingHttpResponse):  # a stream's relay finishes its trace
                 await trace.release()
-                trace.record()
             return response
 
         return wrapper

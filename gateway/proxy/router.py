@@ -52,6 +52,7 @@ class Routed:
 
     model: ModelSnapshot | None = None
     deployment: DeploymentSnapshot | None = None
+    calling: DeploymentSnapshot | None = None  # the deployment a call is waiting for right now
     attempts: list[Attempt] = field(default_factory=list)
     started: float = 0.0  # time.monotonic() when the answering call started, and when it answered
     answered: float = 0.0  # (a stream: its first chunk)
@@ -128,9 +129,11 @@ async def route(
             circuit = breaker.breaker(deployment.id)
             circuit.claim()
             started = time.monotonic()
+            routed.calling = deployment  # a cancellation now leaves a request the provider may bill
             try:
                 result = await call(candidate_model, deployment)
             except UnreadableAnswer:
+                routed.calling = None
                 # It answered and billed: never retried, and charged to this request.
                 answered = time.monotonic()
                 circuit.succeeded((answered - started) * 1000)
@@ -138,6 +141,7 @@ async def route(
                 routed.started, routed.answered = started, answered
                 raise
             except ProxyError as exc:
+                routed.calling = None
                 exc.redact(deployment.api_key)  # an upstream may quote the key back: never pass it on
                 ended = time.monotonic()
                 latency = (ended - started) * 1000
@@ -181,7 +185,7 @@ async def route(
                 raise
             answered = time.monotonic()
             circuit.succeeded((answered - started) * 1000)
-            routed.model, routed.deployment = candidate_model, deployment
+            routed.model, routed.deployment, routed.calling = candidate_model, deployment, None
             routed.started, routed.answered = started, answered
             return result
     if last is not None:

@@ -121,7 +121,7 @@ def _gunicorn(name: str, app: str, port: int, env: dict[str, str]) -> Proc:
         str(VENV_BIN / "gunicorn"),
         app,
         "-k",
-        "uvicorn.workers.UvicornWorker",
+        "gateway.workers.UvicornWorker",
         "--workers",
         "1",
         "--bind",

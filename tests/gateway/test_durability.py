@@ -9,10 +9,8 @@ those must end up as a request-log row and a usage debit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -23,10 +21,10 @@ from django.db import connection
 
 from billing.models import LedgerEntry
 from gateway.models import RequestLog
-from tests.bench.procs import free_port
 from tests.conftest import Setup, _logs_since
 from tests.gateway_processes import database_url
 from tests.mock_upstream import MockUpstream
+from tests.tcp_proxy import FlakyTcpProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 CONCURRENCY = 16
@@ -86,69 +84,6 @@ def test_every_served_request_is_logged_and_debited_when_gunicorn_is_stopped_und
     assert statuses["200"] > 100, statuses  # there was load
     assert served >= statuses["200"]
     assert _wait_until_all_written(served, timeout=10) == (served, served), statuses
-
-
-class FlakyTcpProxy:
-    """Forwards TCP to Postgres; `cut()` drops every connection and refuses new ones until `mend()`."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.down = False
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.down:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                self._close(sock)
-
-    def _close(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.discard(sock)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
-    def cut(self) -> None:
-        self.down = True
-        with self._lock:
-            alive = list(self._sockets)
-        for sock in alive:
-            self._close(sock)
-
-    def mend(self) -> None:
-        self.down = False
-
-    def close(self) -> None:
-        self.cut()
-        self._listener.close()
 
 
 def test_no_row_is_missing_after_the_database_was_gone_for_30_seconds_under_load(
