@@ -47,6 +47,7 @@ from billing.models import Budget
 from billing.periods import current_period, label
 from gateway import redis_scripts
 from gateway import services as gateway_services
+from gateway.hotcache import DatabaseAway, HotCache
 from gateway.invalidation import add_local_listener
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ NO_CAPS = Caps(period="")
 
 # --- which budgets apply (cached per key and month) ---
 
-_cache: dict[tuple[int, str], tuple[float, Caps]] = {}
+_cache: HotCache[Caps] = HotCache(100_000)  # per key and month
 
 
 def _clear_cache() -> None:
@@ -164,34 +165,21 @@ def _remedy_of(budget: Budget) -> str:
 async def caps_for(*, project_id: int, key_id: int, business_unit_id: int | None) -> Caps:
     """The hard budgets a request with this key must fit in this month.
 
-    When they cannot be read (the database is down), the last ones read keep serving: the money
-    is counted in Redis either way, only a change made during the outage waits. With nothing
-    read before, the request is refused (BudgetUnavailable: fail closed)."""
+    Read through the hot path's cache (gateway/hotcache.py): once read, they are refreshed in the
+    background and keep serving while the database is away (the money is counted in Redis either
+    way, only a change made during the outage waits). With nothing read before and the database
+    away, the request is refused (BudgetUnavailable: fail closed)."""
     period = label(current_period())
-    entry = _cache.get((key_id, period))
-    if entry is not None and entry[0] > time.monotonic():
-        return entry[1]
     try:
-        caps = await _load(project_id=project_id, key_id=key_id, business_unit_id=business_unit_id)
+        return await _cache.get(
+            (key_id, period),
+            lambda: _load(project_id=project_id, key_id=key_id, business_unit_id=business_unit_id),
+            lambda _: settings.BUDGET_CACHE_TTL,
+        )
     except Exception as exc:
-        if entry is not None:
-            _warn_stale(exc)
-            _cache[(key_id, period)] = (time.monotonic() + settings.BUDGET_CACHE_TTL, entry[1])
-            return entry[1]
-        logger.exception("reading budgets failed")
+        if not isinstance(exc, DatabaseAway):  # that one is logged once, by gateway/dbstate.py
+            logger.exception("reading budgets failed")
         raise BudgetUnavailable("The gateway cannot read this project's budget right now; try again shortly.") from exc
-    _cache[(key_id, period)] = (time.monotonic() + settings.BUDGET_CACHE_TTL, caps)
-    return caps
-
-
-_stale_warned_at = -math.inf
-
-
-def _warn_stale(exc: BaseException) -> None:
-    global _stale_warned_at
-    if time.monotonic() - _stale_warned_at >= 10:
-        _stale_warned_at = time.monotonic()
-        logger.warning("budgets: cannot re-read them (%s); serving the last ones read", type(exc).__name__)
 
 
 # --- reserve and settle ---

@@ -15,7 +15,7 @@ django.setup(set_prefix=False)
 from asgiref.sync import sync_to_async  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-from gateway import telemetry  # noqa: E402
+from gateway import dbstate, telemetry  # noqa: E402
 from gateway.proxy import catalog, http, logbuffer, ratelimit  # noqa: E402
 from gateway.proxy.handler import ProxyHandler  # noqa: E402
 
@@ -33,6 +33,7 @@ async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
         elif message["type"] == "lifespan.shutdown":
             await logbuffer.shutdown()  # before anything else: no request's row is lost
             await catalog.shutdown()
+            await dbstate.shutdown()
             await ratelimit.close()
             await http.close()
             await sync_to_async(telemetry.shutdown, thread_sensitive=False)()  # export what is left

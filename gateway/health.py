@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from gateway import dbstate
 
 
 @never_cache
@@ -17,11 +18,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> str | None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:  # any driver error means "not ready"
-        return f"database unreachable ({type(exc).__name__})"
+    """Not ready while the proxy knows the database is away (it serves from cache meanwhile, but a
+    load balancer should prefer a healthy instance); else a ping that waits at most
+    DATABASE_HOT_PATH_TIMEOUT for a connection."""
+    if problem := dbstate.problem():
+        return f"database {problem}"
+    if (failed := dbstate.ping(timeout=settings.DATABASE_HOT_PATH_TIMEOUT)) is not None:
+        return f"database unreachable ({failed})"
     return None
 
 

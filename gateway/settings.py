@@ -212,6 +212,10 @@ UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 *
 CATALOG_CACHE_TTL = env_float("CATALOG_CACHE_TTL", 30.0)
 # How long keys and models already read keep serving past their TTL while the database is away
 CATALOG_STALE_GRACE = env_float("CATALOG_STALE_GRACE", 600.0)
+# The longest a request waits for a first read of a key, the models or a budget (gateway/hotcache.py),
+# and how often a process pings a database it found away (gateway/dbstate.py).
+DATABASE_HOT_PATH_TIMEOUT = env_float("DATABASE_HOT_PATH_TIMEOUT", 1.0)
+DATABASE_PROBE_INTERVAL = env_float("DATABASE_PROBE_INTERVAL", 1.0)
 # Retries, fallbacks and circuit breaking (gateway/proxy/router.py, breaker.py)
 ROUTER_MAX_ATTEMPTS = env_int("ROUTER_MAX_ATTEMPTS", 3, minimum=1)
 ROUTER_BACKOFF_BASE = env_float("ROUTER_BACKOFF_BASE", 0.25)

@@ -46,7 +46,7 @@ def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
     from billing import budget
-    from gateway import scrub
+    from gateway import dbstate, scrub
     from gateway.proxy import breaker, catalog
 
     # Budget counters of their own: ids repeat across test databases (xdist workers, runs).
@@ -55,11 +55,13 @@ def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-
     breaker.reset()
     budget.reset()
     scrub.reset()
+    dbstate.reset()
     yield
     catalog.invalidate()
     breaker.reset()
     budget.reset()
     scrub.reset()
+    dbstate.reset()
 
 
 @pytest.fixture(autouse=True)

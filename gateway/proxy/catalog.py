@@ -1,9 +1,11 @@
 """In-process caches of keys and the model catalog: no database query on the hot path.
 
 A miss calls one selector through one `sync_to_async` hop, and concurrent misses for the same
-entry share that one call. Entries live CATALOG_CACHE_TTL seconds; any change made through the
-services is broadcast (gateway/invalidation.py) and drops every entry at once, in every process,
-so a revoked key stops working within milliseconds when Redis is configured.
+entry share that one call. Entries live CATALOG_CACHE_TTL seconds and are then refreshed in the
+background while they keep serving (gateway/hotcache.py: no request waits for the database);
+any change made through the services is broadcast (gateway/invalidation.py) and drops every
+entry at once, in every process, so a revoked key stops working within milliseconds when Redis
+is configured.
 """
 
 from __future__ import annotations
@@ -11,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
 from gateway import scrub, selectors
+from gateway.hotcache import DatabaseAway, HotCache
 from gateway.invalidation import CHANNEL, add_local_listener
 from gateway.proxy.errors import AuthenticationFailed, NotFound, PermissionDenied, ProxyError, ServiceUnavailable
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
@@ -33,77 +31,8 @@ _MAX_KEYS = 100_000
 _NEGATIVE_TTL = 5.0  # seconds an unknown secret stays known-unknown (limits DB load from key spraying)
 
 
-class _TTLCache:
-    """A small LRU with per-entry expiry and single-flight loading."""
-
-    def __init__(self, max_size: int) -> None:
-        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self._inflight: dict[Any, asyncio.Future[Any]] = {}
-        self._max_size = max_size
-        self._generation = 0
-        self._warned_at = -math.inf
-        self._expired_at: dict[Any, float] = {}  # when entries now served stale first expired
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._expired_at.clear()
-        self._generation += 1
-
-    async def get(self, key: Any, load: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]) -> Any:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        if (pending := self._inflight.get(key)) is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        generation = self._generation
-        try:
-            value = await load()
-        except Exception as exc:
-            stale = self._stale(key, entry)
-            if stale is None:
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it themselves
-                raise
-            future.set_result(stale)
-            return stale
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        else:
-            future.set_result(value)
-            self._expired_at.pop(key, None)
-            if generation == self._generation:  # not invalidated while loading
-                self._entries[key] = (time.monotonic() + ttl(value), value)
-                self._entries.move_to_end(key)
-                if len(self._entries) > self._max_size:
-                    self._entries.popitem(last=False)
-            return value
-        finally:
-            del self._inflight[key]
-
-    def _stale(self, key: Any, entry: tuple[float, Any] | None) -> Any:
-        """When a reload fails (the database is away), an entry that merely expired keeps serving,
-        retried every few seconds, for up to CATALOG_STALE_GRACE seconds past its expiry. An entry
-        dropped by an invalidation (a revoked key) is gone and is never served stale."""
-        if entry is None or self._entries.get(key) is not entry:
-            return None
-        now = time.monotonic()
-        expired_for = now - self._expired_at.setdefault(key, entry[0])
-        if expired_for > settings.CATALOG_STALE_GRACE:
-            return None
-        if now - self._warned_at >= 10:
-            self._warned_at = now
-            logger.warning("serving cached keys/models that cannot be re-read (%.0f s past expiry)", expired_for)
-        self._entries[key] = (now + _STALE_RETRY, entry[1])
-        return entry[1]
-
-
-_STALE_RETRY = 5.0  # seconds between reload attempts while serving stale
-_keys = _TTLCache(_MAX_KEYS)
-_models = _TTLCache(1)
+_keys: HotCache[KeySnapshot | None] = HotCache(_MAX_KEYS)
+_models: HotCache[dict[str, ModelSnapshot]] = HotCache(1)
 _load_key = sync_to_async(selectors.key_snapshot, thread_sensitive=False)
 
 
@@ -132,7 +61,8 @@ async def _catalog() -> dict[str, ModelSnapshot]:
     try:
         return await _models.get("all", _load_catalog, lambda _: settings.CATALOG_CACHE_TTL)
     except Exception as exc:
-        logger.exception("loading the model catalog failed")
+        if not isinstance(exc, DatabaseAway):  # that one is logged once, by gateway/dbstate.py
+            logger.exception("loading the model catalog failed")
         raise ServiceUnavailable("The gateway cannot read its model catalog right now; try again shortly.") from exc
 
 
@@ -149,7 +79,8 @@ async def authenticate(secret: str | None) -> KeySnapshot:
             lambda value: settings.CATALOG_CACHE_TTL if value is not None else _NEGATIVE_TTL,
         )
     except Exception as exc:
-        logger.exception("loading a virtual key failed")
+        if not isinstance(exc, DatabaseAway):
+            logger.exception("loading a virtual key failed")
         raise ServiceUnavailable("The gateway cannot check API keys right now; try again shortly.") from exc
     if key is None:
         raise AuthenticationFailed("Incorrect API key provided. Check the key, or ask your project owner for one.")

@@ -24,13 +24,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from asgiref.sync import sync_to_async
-from django import db
 from django.conf import settings
 
 from billing import budget
-from gateway import scrub, writable
+from gateway import dbstate, scrub, writable
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +41,6 @@ _write = sync_to_async(budget.persist, thread_sensitive=False)  # log rows and l
 last_failure = ""  # why the last flush left rows buffered ("" when it wrote everything)
 _serving = 0  # requests being served right now (see `serving`)
 _UNWIND_SECONDS = 2.0  # how long a shutdown waits for requests still unwinding
-_UNREACHABLE = (db.OperationalError, db.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
 
 def append(row: dict[str, Any]) -> None:
@@ -88,6 +85,8 @@ async def flush() -> bool:
             await _write_isolating(batch)
         except Exception as exc:
             _rows.extendleft(reversed(batch))  # rows already written are skipped on the retry
+            if _unreachable(exc):
+                dbstate.report_failure(exc)
             cause = exc.__cause__ if isinstance(exc, _Unwritable) and exc.__cause__ else exc
             last_failure = _describe(cause, unreachable=not isinstance(exc, _Unwritable))
             logger.warning("request-log flush failed (%s); %d rows kept for retry", last_failure, len(_rows))
@@ -160,7 +159,7 @@ _MINIMAL = (
 def _unreachable(exc: BaseException) -> bool:
     """The database is away or busy (connection lost, pool exhausted, locked, deadlock): try again
     later. Anything else is a refusal of the data, which waiting would not change."""
-    return isinstance(exc, _UNREACHABLE)
+    return isinstance(exc, dbstate.UNREACHABLE)
 
 
 def _describe(exc: BaseException, *, unreachable: bool) -> str:
@@ -176,6 +175,9 @@ async def _flush_forever() -> None:
             async with asyncio.timeout(delay):
                 await _wake.wait()
         _wake.clear()
+        if not dbstate.available():  # its probe says when it is back; until then the rows wait here
+            delay = settings.DATABASE_PROBE_INTERVAL
+            continue
         ok = await flush()
         delay = settings.LOG_FLUSH_INTERVAL if ok else min(max(delay * 2, 0.5), 30.0)
 
@@ -205,6 +207,8 @@ async def shutdown() -> None:
             await _task
         _task = None
     for attempt in range(5):
+        if not dbstate.available() and await dbstate.aping() is not None:
+            break  # known away, and still: waiting on the pool would only delay the exit
         if await flush():
             return
         await asyncio.sleep(0.2 * (attempt + 1))
