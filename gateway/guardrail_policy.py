@@ -5,11 +5,16 @@ matches with placeholders such as <EMAIL_1>) or `block` (refuse with 400 `guardr
 Actions are ordered by strictness, off < flag < redact < block. The organisation's policy is the
 floor and the default: a project's effective action is the stricter of the two, its deny list is
 the union of both, and its input cap the lower one. Pure functions; no database here.
+
+`denied_betas` lists Anthropic beta flags (the `anthropic-beta` header of /v1/messages) that
+requests may not turn on, such as those enabling server-side tools or file uploads; the union of
+the organisation's and the project's applies. An entry ending in `*` denies every beta it begins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +31,7 @@ FIELDS = (
     "max_input_tokens",
     "classifier_model",
     "classifier_kind",
+    "denied_betas",
 )
 INPUT_CHECKS = ("pii", "secrets", "prompt_injection", "denylist", "classifier")
 OUTPUT_CHECKS = ("pii", "secrets", "denylist")
@@ -46,6 +52,7 @@ class Policy:
     max_input_tokens: int | None = None
     classifier_model: str = ""  # a public model of this gateway that classifies the input
     classifier_kind: str = "moderation"
+    denied_betas: tuple[str, ...] = ()  # Anthropic betas requests may not turn on ("files-api-*")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +63,7 @@ class Policy:
             "max_input_tokens": self.max_input_tokens,
             "classifier_model": self.classifier_model or None,
             "classifier_kind": self.classifier_kind,
+            "denied_betas": list(self.denied_betas),
         }
 
 
@@ -113,6 +121,15 @@ def validate(data: Mapping[str, Any]) -> Policy:
     classifier_kind = data.get("classifier_kind") or "moderation"
     if classifier_kind not in CLASSIFIER_KINDS:
         raise ValidationFailed(f"classifier_kind is one of {', '.join(CLASSIFIER_KINDS)}.", field="classifier_kind")
+    denied_betas = data.get("denied_betas") or []
+    if not isinstance(denied_betas, list) or not all(
+        isinstance(b, str) and _BETA.fullmatch(b.strip()) for b in denied_betas
+    ):
+        raise ValidationFailed(
+            'denied_betas is a list of Anthropic beta names such as "files-api-2025-04-14", or prefixes ending '
+            'in "*" such as "web-search-*".',
+            field="denied_betas",
+        )
     actions = _actions(data.get("input"), INPUT_CHECKS, "input")
     if actions.get("classifier", "off") != "off" and not classifier_model:
         raise ValidationFailed("The classifier check needs a classifier_model.", field="classifier_model")
@@ -124,7 +141,11 @@ def validate(data: Mapping[str, Any]) -> Policy:
         max_input_tokens=cap,
         classifier_model=classifier_model,
         classifier_kind=classifier_kind,
+        denied_betas=tuple(dict.fromkeys(b.strip() for b in denied_betas)),
     )
+
+
+_BETA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\*?")
 
 
 def _stricter(a: str, b: str) -> str:
@@ -152,6 +173,7 @@ def effective(floor: Policy, project: Policy | None) -> Policy:
         max_input_tokens=min(caps) if caps else None,
         classifier_model=project.classifier_model or floor.classifier_model,
         classifier_kind=project.classifier_kind if project.classifier_model else floor.classifier_kind,
+        denied_betas=tuple(dict.fromkeys(floor.denied_betas + project.denied_betas)),
     )
 
 
@@ -177,6 +199,7 @@ class Rules:
     max_input_tokens: int | None = None
     classifier_model: str = ""
     classifier_kind: str = "moderation"
+    denied_betas: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, policy: Policy, *, name: str) -> Rules:
@@ -189,11 +212,20 @@ class Rules:
             max_input_tokens=policy.max_input_tokens,
             classifier_model=policy.classifier_model,
             classifier_kind=policy.classifier_kind,
+            denied_betas=policy.denied_betas,
         )
 
     @property
     def checks_output(self) -> bool:
         return bool(self.output) or self.restore
+
+    def denied_beta(self, betas: Iterable[str]) -> str | None:
+        """The first of `betas` the policy denies (an entry ending in "*" denies a prefix), if any."""
+        for beta in betas:
+            for denied in self.denied_betas:
+                if beta == denied or (denied.endswith("*") and beta.startswith(denied[:-1])):
+                    return beta
+        return None
 
 
 NO_RULES = Rules(policy_name="", input={}, output={})

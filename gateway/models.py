@@ -350,6 +350,11 @@ class GuardrailPolicy(models.Model):
         choices=[("moderation", "Moderation endpoint"), ("chat", "Chat model (Llama Guard style)")],
         default="moderation",
     )
+    denied_betas = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Anthropic betas (anthropic-beta header) requests may not turn on, e.g. ["files-api-*"].',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -384,6 +384,7 @@ def _policy_of(row: GuardrailPolicy) -> guardrail_policy.Policy:
         max_input_tokens=row.max_input_tokens,
         classifier_model=row.classifier_model,
         classifier_kind=row.classifier_kind,
+        denied_betas=tuple(row.denied_betas),
     )
 
 

@@ -665,6 +665,7 @@ def set_guardrail_policy(*, project: Project | None, data: Mapping[str, Any] | N
         row.input, row.output, row.denylist = policy.input, policy.output, list(policy.denylist)
         row.restore_redactions, row.max_input_tokens = policy.restore_redactions, policy.max_input_tokens
         row.classifier_model, row.classifier_kind = policy.classifier_model, policy.classifier_kind
+        row.denied_betas = list(policy.denied_betas)
         row.save()
     publish_catalog_change()
     return row

@@ -25,6 +25,7 @@ _EXAMPLE = {
     "output": {"pii": "redact", "secrets": "block"},
     "denylist": ["term", "re:regex"],
     "restore_redactions": False,
+    "denied_betas": ["files-api-2025-04-14", "web-search-*"],
 }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ValidationFailed
-from gateway.guardrail_policy import DEFAULT_FLOOR, Policy, effective, looser_than, validate
+from gateway.guardrail_policy import DEFAULT_FLOOR, Policy, Rules, effective, looser_than, validate
 
 FIXED_POINT = {
     "input": {"pii": "redact", "secrets": "block", "prompt_injection": "flag", "denylist": "block"},
     "output": {"pii": "redact", "secrets": "block"},
     "denylist": ["term", "re:regex"],
     "restore_redactions": False,
+    "denied_betas": ["files-api-2025-04-14", "web-search-*"],
 }
 
 
@@ -36,6 +37,10 @@ def test_the_documented_policy_is_valid_and_round_trips():
         ({"restore_redactions": "yes"}, "restore_redactions"),
         ({"max_input_tokens": 0}, "max_input_tokens"),
         ({"colour": "red"}, "colour"),
+        ({"denied_betas": "files-api-2025-04-14"}, "denied_betas"),
+        ({"denied_betas": ["files api"]}, "denied_betas"),
+        ({"denied_betas": ["*"]}, "denied_betas"),
+        ({"denied_betas": [7]}, "denied_betas"),
     ],
 )
 def test_bad_policies_are_refused_naming_the_field(data, field):
@@ -84,3 +89,16 @@ def test_a_projects_classifier_model_wins_and_the_floor_supplies_one_otherwise()
     assert effective(floor, validate({})).classifier_model == "omni"
     own = validate({"classifier_model": "guard", "classifier_kind": "chat"})
     assert (effective(floor, own).classifier_model, effective(floor, own).classifier_kind) == ("guard", "chat")
+
+
+def test_denied_betas_add_up_and_a_star_denies_a_prefix():
+    floor = validate({"denied_betas": ["files-api-2025-04-14"]})
+    project = validate({"denied_betas": ["web-search-*", "files-api-2025-04-14"]})
+
+    rules = Rules.of(effective(floor, project), name="Shop")
+
+    assert rules.denied_betas == ("files-api-2025-04-14", "web-search-*")
+    assert rules.denied_beta(["claude-code-20250219", "web-search-2025-03-05"]) == "web-search-2025-03-05"
+    assert rules.denied_beta(["files-api-2025-04-14"]) == "files-api-2025-04-14"
+    assert rules.denied_beta(["files-api-2026-01-01", "web-searcher"]) is None
+    assert Rules.of(effective(floor, None), name="Shop").denied_beta(["web-search-2025-03-05"]) is None

@@ -15,6 +15,7 @@ FIXED_POINT = {
     "output": {"pii": "redact", "secrets": "block"},
     "denylist": ["term", "re:regex"],
     "restore_redactions": False,
+    "denied_betas": ["files-api-2025-04-14", "web-search-*"],
 }
 
 
@@ -37,6 +38,15 @@ def test_put_the_documented_policy_and_get_it_back_as_the_effective_one(api, pro
     assert (body["denylist"], body["restore_redactions"]) == (FIXED_POINT["denylist"], False)
     extras = {"max_input_tokens": None, "classifier_model": None, "classifier_kind": "moderation"}
     assert body["own"] == FIXED_POINT | extras and body["raised_to_floor"] == []
+
+
+def test_denied_betas_of_the_organisation_and_the_project_add_up(api, project):
+    assert _put(api, "/guardrails", {"denied_betas": ["files-api-*"]}).status_code == 200
+
+    body = _put(api, f"/projects/{project.id}/guardrails", {"denied_betas": ["web-search-*"]}).json()
+
+    assert body["denied_betas"] == ["files-api-*", "web-search-*"]
+    assert api.get("/guardrails").json()["denied_betas"] == ["files-api-*"]
 
 
 def test_a_project_without_a_policy_gets_the_organisations(api, project):
@@ -68,6 +78,7 @@ def test_deleting_a_projects_policy_falls_back_to_the_floor(api, project):
     [
         ({"input": {"pii": "destroy"}}, "input"),
         ({"output": {"prompt_injection": "block"}}, "output"),
+        ({"denied_betas": ["files api"]}, "denied_betas"),
         ({"denylist": ["re:(a+)+$"]}, "denylist"),
         ({"restore_redactions": "sometimes"}, "restore_redactions"),
     ],
