@@ -14,9 +14,16 @@ turn before), answering `invalid_request_error` otherwise. What it answers is ch
   the 401 quotes the presented key, as a careless upstream might)
 - `claude-no-stop`: streams, then closes cleanly without `message_stop`
 - `claude-error-event`: streams a little, then an `error` event (overloaded_error)
+- a name containing `agent` (`claude-agent`): a coding agent's model (tests/mock_agent.py)
 - `claude-echo-key`: an answer that quotes the key it was sent (`x-api-key`, or the bearer value):
   in a text block, in a tool_use's input, and in the message's `id` and `model`; streaming, the
   text and the input arrive a few characters an event, so the key is split across many events
+
+Like Anthropic, it refuses top-level fields it does not know, and those of a beta the request did
+not turn on (`anthropic-beta`): `context_management` without `context-management-2025-06-27`. A
+`system` message inside `messages` is taken in place (Claude Code sends them, with or without the
+`mid-conversation-system-2026-04-07` beta). Requests are recorded with their query string
+(`/v1/messages?beta=true`).
 
 Run standalone with `python -m tests.mock_anthropic --port 9101`.
 """
@@ -30,6 +37,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.mock_agent import agent_turn, is_agent, text_of
 from tests.mock_upstream import MockState, MockUpstream, Recorded
 
 ERROR_TYPES = {
@@ -47,7 +55,31 @@ ERROR_TYPES = {
 API_VERSIONS = frozenset({"2023-06-01", "2026-10-21"})  # the SDK 2.x sends the newer one
 TOOL_INPUT_FRAGMENTS = ('{"city": ', '"Utre', 'cht"}')
 TOOL_USE_ID = "toolu_01A09q90qw90lq917835lq9"
-_KNOWN_BLOCKS = {"text", "image", "document", "tool_use", "tool_result"}
+_KNOWN_BLOCKS = {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
+_KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "output_config",
+        "container",
+        "mcp_servers",
+        "context_management",
+    }
+)
+# Fields and roles that need a beta flag (a prefix of it) in `anthropic-beta`.
+_BETA_FIELDS = {"context_management": "context-management-"}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -64,8 +96,13 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
 
 
-def check_request(body: dict[str, Any]) -> str | None:
-    """What Anthropic would refuse in this body, in its words (roughly), or None."""
+def check_request(body: dict[str, Any], betas: tuple[str, ...] = ()) -> str | None:
+    """What Anthropic would refuse in this body (with these beta flags), in its words (roughly), or None."""
+    for name in body:
+        if name not in _KNOWN_FIELDS:
+            return f"{name}: Extra inputs are not permitted"
+        if (beta := _BETA_FIELDS.get(name)) and not any(b.startswith(beta) for b in betas):
+            return f"{name}: Extra inputs are not permitted (this field needs the {beta}* beta)"
     if not isinstance(body.get("model"), str):
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int):
@@ -76,13 +113,24 @@ def check_request(body: dict[str, Any]) -> str | None:
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         return "system: Input should be a valid string or list"
+    for k, block in enumerate(system if isinstance(system, list) else ()):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            return f"system.{k}: Input should be a text block"
     previous_tool_ids: set[str] = set()
+    previous_role = None
     for i, message in enumerate(messages):
         role = message.get("role")
+        if role == "system":
+            if not text_of(message.get("content")):
+                return f"messages.{i}: a system message needs text"
+            continue  # in place; the turns around it still alternate
         if role not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        if i and messages[i - 1].get("role") == role:
+        if role == previous_role:
             return "messages: roles must alternate between 'user' and 'assistant'"
+        previous_role = role
+        if not isinstance(message.get("content"), str | list):
+            return f"messages.{i}.content: Input should be a valid string or list"
         blocks = _blocks(message.get("content"))
         if not blocks:
             return f"messages.{i}: all messages must have non-empty content"
@@ -120,8 +168,23 @@ def _last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def agent_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The coding agent's answer (tests/mock_agent.py) as content blocks."""
+    last = _last_user_blocks(body)
+    results = [text_of(b.get("content")) for b in last if b.get("type") == "tool_result"]
+    prompt = "\n".join(b["text"] for b in last if b.get("type") == "text" and isinstance(b.get("text"), str))
+    tools = {t.get("name") for t in body.get("tools") or () if isinstance(t, dict)}
+    turn = agent_turn(prompt, results or None, tools)  # type: ignore[arg-type]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": turn.text}]
+    if turn.tool:
+        blocks.append({"type": "tool_use", "id": "toolu_01MockAgentCall", "name": turn.tool, "input": turn.arguments})
+    return blocks
+
+
 def answer_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The content of the mock's answer to this request."""
+    if is_agent(body["model"]):
+        return agent_blocks(body)
     last = _last_user_blocks(body)
     results = [b for b in last if b.get("type") == "tool_result"]
     if results:
@@ -197,7 +260,9 @@ def stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             events.append({"type": "content_block_start", "index": index, "content_block": start})
-            for fragment in ("", *TOOL_INPUT_FRAGMENTS):  # Anthropic often opens with an empty fragment
+            whole = orjson.dumps(block["input"]).decode()
+            fragments = TOOL_INPUT_FRAGMENTS if block["id"] == TOOL_USE_ID else _pieces(whole)
+            for fragment in ("", *fragments):  # Anthropic often opens with an empty fragment
                 delta = {"type": "input_json_delta", "partial_json": fragment}
                 events.append({"type": "content_block_delta", "index": index, "delta": delta})
         events.append({"type": "content_block_stop", "index": index})
@@ -205,7 +270,7 @@ def stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": _stop_reason(model, blocks), "stop_sequence": None},
-            "usage": {"output_tokens": 7},
+            "usage": {"input_tokens": 11, "output_tokens": 7},
         }
     )
     events.append({"type": "message_stop"})
@@ -264,7 +329,7 @@ def build_app(state: MockState) -> web.Application:
         except orjson.JSONDecodeError:
             return _invalid("There was an error parsing the body of your request.")
         if state.record:
-            state.requests.append(Recorded(request.path, dict(request.headers), body))
+            state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
         # Anthropic documents `x-api-key`; the anthropic SDK (2.x) sends the key as a Bearer token.
         presented = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
         if not presented:
@@ -274,7 +339,8 @@ def build_app(state: MockState) -> web.Application:
             return _invalid("anthropic-version: header is required and must be a supported version")
         if version == "2026-10-21" and (sampling := sorted({"temperature", "top_p", "top_k"} & set(body))):
             return _invalid(f"{sampling[0]}: is not supported in API version 2026-10-21")
-        if problem := check_request(body):
+        betas = tuple(b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip())
+        if problem := check_request(body, betas):
             return _invalid(problem)
         model = body["model"]
         if model.startswith("claude-status-"):

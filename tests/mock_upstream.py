@@ -53,6 +53,10 @@ name of the request, so one server plays every scenario:
 - `mock-echo-auth`: an answer that quotes the bearer value it was sent: in the content, in a tool
   call's arguments, and in `id`, `model` and `system_fingerprint`; streaming, the content and
   the arguments arrive a few characters a chunk, so the key is split across many chunks
+- a name containing `agent` (`mock-agent`, `gpt-5-mock-agent`): a coding agent's model
+  (tests/mock_agent.py). Like OpenAI, it refuses a parameter it does not know ("Unrecognized
+  request argument supplied: thinking"), and `reasoning_effort` unless the name starts with a
+  reasoning model's (o1..o9, gpt-5, gpt-oss)
 Embeddings return a 3-dimensional vector per input. `GET /models` lists one model (401 when the
 key is `sk-rejected`), for health checks.
 
@@ -65,6 +69,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import re
 import socket
 import threading
 import time
@@ -73,6 +78,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.mock_agent import agent_turn, is_agent, text_of
 
 
 @dataclass
@@ -521,6 +528,66 @@ async def _echo_auth(request: web.Request, body: dict[str, Any], state: MockStat
     return await _send_stream(request, body, state, model, chunks, usage)
 
 
+_AGENT_PARAMS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "stream",
+        "stream_options",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "stop",
+        "user",
+        "response_format",
+        "reasoning_effort",
+    }
+)
+_REASONING_MODEL = re.compile(r"(o[1-9]|gpt-5|gpt-oss)")
+
+
+async def _agent(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    """A coding agent's model (tests/mock_agent.py) in OpenAI's wire format."""
+    for name in body:
+        if name not in _AGENT_PARAMS:
+            return _error(400, f"Unrecognized request argument supplied: {name}")
+    if "reasoning_effort" in body and not _REASONING_MODEL.match(model):
+        return _error(400, f"Unsupported parameter: 'reasoning_effort' is not supported with the model {model}.")
+    messages = body.get("messages") or []
+    tail: list[dict[str, Any]] = []  # the tool results after the last assistant turn
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        tail.insert(0, message)
+    prompt = text_of(next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""))
+    tools = {t["function"]["name"] for t in body.get("tools") or () if isinstance(t, dict) and "function" in t}
+    turn = agent_turn(prompt, [text_of(m.get("content")) for m in tail] if tail else None, tools)
+    call = None
+    if turn.tool:
+        arguments = orjson.dumps(turn.arguments).decode()
+        call = {"id": "call_mock_agent", "type": "function", "function": {"name": turn.tool, "arguments": arguments}}
+    finish = "tool_calls" if call else "stop"
+    usage = _usage(len(turn.text.split()) + (5 if call else 0))
+    if not body.get("stream"):
+        reply = _completion(body)
+        message = {"role": "assistant", "content": turn.text} | ({"tool_calls": [call]} if call else {})
+        reply["choices"][0] |= {"message": message, "finish_reason": finish}
+        reply["usage"] = usage
+        state.billed.append(usage)
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+    chunks = [_chunk(body, {"role": "assistant", "content": ""})]
+    words = turn.text.split(" ")
+    chunks += [_chunk(body, {"content": word + (" " if i < len(words) - 1 else "")}) for i, word in enumerate(words)]
+    if call:
+        chunks.append(_chunk(body, {"tool_calls": [call | {"index": 0}]}))
+    chunks.append(_chunk(body, {}, finish))
+    return await _send_stream(request, body, state, model, chunks, usage)
+
+
 async def _slow_tail(request: web.Request, body: dict[str, Any], state: MockState, pause: float) -> web.StreamResponse:
     """The echo, billed as soon as it is decided, whose last bytes leave `pause` seconds later: a
     client can hang up while the gateway is still reading an answer the upstream has billed."""
@@ -567,6 +634,8 @@ def build_app(state: MockState) -> web.Application:
             return await _deep(request, body, state, model)
         if model == "mock-echo-auth":
             return await _echo_auth(request, body, state, model)
+        if is_agent(model):
+            return await _agent(request, body, state, model)
         if model.startswith("mock-slow-tail="):
             return await _slow_tail(request, body, state, float(model.removeprefix("mock-slow-tail=")))
         if model.startswith("mock-status-"):

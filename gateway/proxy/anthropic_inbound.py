@@ -17,6 +17,7 @@ built from the fields we know, never copied.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -37,22 +38,45 @@ _DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})  # a model's own 
 # --- requests: Anthropic Messages -> OpenAI chat completions ---
 
 
-def to_chat_request(body: dict[str, Any], *, model: str, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
-    """The OpenAI chat request for a (validated) Messages request; raises BadRequest for what cannot be translated.
+def to_chat_request(
+    body: dict[str, Any], *, model: str, max_tokens_field: str = "max_tokens", reasoning: bool = False
+) -> dict[str, Any]:
+    """The OpenAI chat request for a Messages request; raises BadRequest for what cannot be translated.
 
     `max_tokens_field` is where the limit goes: OpenAI itself wants `max_completion_tokens` (its
     reasoning models refuse `max_tokens`), while many OpenAI-compatible servers know only `max_tokens`.
+    `reasoning` says the upstream model takes `reasoning_effort` (see `has_reasoning`): then
+    `output_config.effort` and `thinking` become it; otherwise they are dropped (`dropped_fields`).
+    A `system` message in the conversation (Claude Code sends them) stays where it is.
     """
     messages: list[dict[str, Any]] = []
     if system := system_text(body.get("system")):
         messages.append({"role": "system", "content": system})
     for index, message in enumerate(body.get("messages") or []):
         where = f"messages[{index}]"
+        role = message.get("role")
+        if role == "system":
+            if text := system_text(message.get("content"), param=f"{where}.content"):
+                messages.append({"role": "system", "content": text})
+            continue
+        if role not in ("user", "assistant"):
+            raise BadRequest(
+                f"Invalid '{where}.role' {role!r}: expected 'user', 'assistant' or 'system'.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
         blocks = _blocks(message.get("content"), f"{where}.content")
-        if message.get("role") == "assistant":
+        if role == "assistant":
             messages.append(_assistant_message(blocks, where))
         else:
             messages.extend(_user_messages(blocks, where))
+    if mcp_servers := body.get("mcp_servers"):
+        raise BadRequest(
+            f"'mcp_servers' ({len(mcp_servers) if isinstance(mcp_servers, list) else 1}) are not available for "
+            "this model: it calls no servers on your behalf.",
+            param="mcp_servers",
+            code="unsupported_value",
+        )
 
     request: dict[str, Any] = {"model": model, "messages": messages, max_tokens_field: body.get("max_tokens")}
     if (stop := body.get("stop_sequences")) is not None:
@@ -69,27 +93,116 @@ def to_chat_request(body: dict[str, Any], *, model: str, max_tokens_field: str =
     if tools:
         request["tools"] = _tools(tools)
     _tool_choice(body.get("tool_choice"), request)
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) and metadata["user_id"]:
-        request["user"] = metadata["user_id"]
+    if user := _user_id(body.get("metadata")):
+        request["user"] = user
     if (response_format := _response_format(body.get("output_config"))) is not None:
         request["response_format"] = response_format
+    effort = reasoning_effort(body)
+    if reasoning and effort:
+        request["reasoning_effort"] = effort
     if body.get("stream") is True:
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}  # so usage is always known
     return request
 
 
-def system_text(system: Any) -> str:
-    """The system prompt as one string (a string, or text blocks joined by blank lines)."""
+# The upstream models that take OpenAI's `reasoning_effort`, by the last segment of their name.
+_REASONING_MODEL = re.compile(r"(o[1-9]|gpt-5|gpt-oss)", re.IGNORECASE)
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
+# A thinking budget's effort when no effort is given: below 4,096 tokens low, below 16,384 medium.
+_BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))
+# The top-level fields to_chat_request carries over (wholly or in part).
+_TRANSLATED = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "output_config",
+        "stream",
+    }
+)
+_USER_MAX = 64  # OpenAI's end-user identifiers are short; a longer one (Claude Code's JSON) stays here
+
+
+def has_reasoning(upstream_model: str) -> bool:
+    """Whether an OpenAI-shaped upstream model takes `reasoning_effort` (o1..o9, gpt-5*, gpt-oss*)."""
+    return _REASONING_MODEL.match(upstream_model.rsplit("/", 1)[-1]) is not None
+
+
+def reasoning_effort(body: dict[str, Any]) -> str | None:
+    """OpenAI's reasoning effort for a Messages request: `output_config.effort` (max as high), else
+    from a `thinking` budget; None when it asks for neither (the upstream's default)."""
+    output_config = body.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise BadRequest(
+                "Invalid 'output_config.effort': expected 'low', 'medium', 'high' or 'max'.",
+                param="output_config.effort",
+                code="invalid_value",
+            )
+        return _EFFORTS[effort]
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            return next((effort for limit, effort in _BUDGET_EFFORT if budget < limit), "high")
+    return None
+
+
+def dropped_fields(body: dict[str, Any], request: dict[str, Any], *, betas: tuple[str, ...] = ()) -> list[str]:
+    """What of a Messages request (and its `anthropic-beta` flags) the translated `request` does
+    not carry: for the response header that says so (x-symbiosis-dropped)."""
+    dropped = sorted(name for name in body if name not in _TRANSLATED and body[name] is not None)
+    output_config = body.get("output_config")
+    if isinstance(output_config, dict) and "effort" in output_config and "reasoning_effort" not in request:
+        dropped.append("output_config.effort")
+    if "thinking" in body and "reasoning_effort" in request:
+        dropped.remove("thinking")  # it became the reasoning effort
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id") and "user" not in request:
+        dropped.append("metadata.user_id")
+    if _has_cache_control(body):
+        dropped.append("cache_control")
+    if betas:
+        dropped.append("anthropic-beta")
+    return dropped
+
+
+def _has_cache_control(body: dict[str, Any]) -> bool:
+    """Whether a system block, a message's block or a tool carries a cache_control hint."""
+    blocks: list[Any] = []
+    for field in ("system", "tools"):
+        if isinstance(body.get(field), list):
+            blocks.extend(body[field])
+    for message in body.get("messages") or ():
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            blocks.extend(message["content"])
+    return any(isinstance(block, dict) and "cache_control" in block for block in blocks)
+
+
+def _user_id(metadata: Any) -> str | None:
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return user if isinstance(user, str) and 0 < len(user) <= _USER_MAX else None
+
+
+def system_text(system: Any, *, param: str = "system") -> str:
+    """A system prompt as one string (a string, or text blocks joined by blank lines)."""
     if system is None or isinstance(system, str):
         return system or ""
     if not isinstance(system, list):
-        raise BadRequest("Invalid 'system': expected a string or an array of text blocks.", param="system")
+        raise BadRequest(f"Invalid '{param}': expected a string or an array of text blocks.", param=param)
     texts = []
     for i, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise BadRequest(f"Invalid 'system[{i}]': expected a text block.", param=f"system[{i}]")
+            raise BadRequest(f"Invalid '{param}[{i}]': expected a text block.", param=f"{param}[{i}]")
         texts.append(block["text"])
     return "\n\n".join(text for text in texts if text)
 

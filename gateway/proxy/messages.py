@@ -5,11 +5,17 @@ virtual key in `x-api-key` or `Authorization: Bearer`, any `anthropic-version`. 
 (key, model allow-list, approved provider) and the routing (retries, fallbacks, circuit breakers)
 are the OpenAI endpoints'; only the shapes differ. For each deployment the router picks:
 
-- Anthropic: the request is passed through with only `model` replaced by the upstream name (and
-  the client's `anthropic-version` kept); a stream is relayed event by event, unchanged except
-  that `message_start` names the public model.
+- Anthropic: the request is passed through with only `model` replaced by the upstream name; the
+  client's `anthropic-version`, `anthropic-beta` flags and query string (`?beta=true`) go with it.
+  The gateway checks only what it needs itself (`checked`): the upstream judges the rest, so a
+  request the real API accepts is never refused here. A stream is relayed event by event,
+  unchanged except that `message_start` names the public model.
 - any other kind: the request is translated to an OpenAI chat request and the answer, or each
-  stream chunk, back to Messages (gateway/proxy/anthropic_inbound.py).
+  stream chunk, back to Messages (gateway/proxy/anthropic_inbound.py); the `x-symbiosis-dropped`
+  response header names what the translation left out (thinking, context_management, ...).
+
+Betas the guardrail policy denies (`denied_betas`) are refused with 403 `beta_not_allowed`,
+whatever the deployment.
 
 Every error is Anthropic's error object with the matching status; a stream that breaks after it
 started ends with an `error` event and no `message_stop`.
@@ -33,11 +39,11 @@ from gateway.proxy import anthropic_inbound as inbound
 from gateway.proxy import catalog, limits, metering, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream, get_adapter
-from gateway.proxy.adapters.anthropic import AnthropicAdapter
-from gateway.proxy.errors import BadRequest, ProxyError, answer_json
+from gateway.proxy.adapters.anthropic import AnthropicAdapter, Forwarded
+from gateway.proxy.errors import BadRequest, PermissionDenied, ProxyError, answer_json
 from gateway.proxy.metering import Trace
 from gateway.proxy.router import Routed
-from gateway.selectors import DeploymentSnapshot, ModelSnapshot
+from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
 messages_routes = Router(tags=["Anthropic-compatible"])
 
@@ -67,6 +73,10 @@ _DELTA_TEXT = {
     "thinking": {"type": "thinking_delta"},
 }
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")
+_BETA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_MAX_BETAS = 64
+_MAX_QUERY = 2048
+DROPPED_HEADER = "x-symbiosis-dropped"  # what a translation left out (thinking, context_management, ...)
 
 
 # --- errors ---
@@ -122,8 +132,47 @@ def anthropic_version(request: HttpRequest) -> str | None:
     return version
 
 
+def anthropic_betas(request: HttpRequest) -> tuple[str, ...]:
+    """The flags of the client's `anthropic-beta` header (comma-separated; the upstream judges them)."""
+    header = request.headers.get("anthropic-beta")
+    if not header:
+        return ()
+    betas = tuple(dict.fromkeys(beta.strip() for beta in header.split(",") if beta.strip()))
+    if len(betas) > _MAX_BETAS or not all(_BETA.fullmatch(beta) for beta in betas):
+        raise BadRequest(
+            f"Invalid 'anthropic-beta' header: expected at most {_MAX_BETAS} comma-separated beta names such as "
+            "files-api-2025-04-14.",
+            param="anthropic-beta",
+            code="invalid_value",
+        )
+    return betas
+
+
+def forwarded(request: HttpRequest, key: KeySnapshot) -> Forwarded:
+    """What a passed-through request keeps of its client's besides the body: the API version, the
+    betas the guardrail policy allows (a denied one is refused, by name) and the query string."""
+    betas = anthropic_betas(request)
+    if betas and (denied := key.guardrails.denied_beta(betas)):
+        raise PermissionDenied(
+            f"The beta '{denied}' (anthropic-beta header) is not allowed by the guardrail policy of "
+            f"{key.guardrails.policy_name or 'this organisation'}. Leave it out, or ask an administrator.",
+            param="anthropic-beta",
+            code="beta_not_allowed",
+        )
+    query = request.GET.urlencode() if request.GET else ""
+    if len(query) > _MAX_QUERY:
+        raise BadRequest(f"The query string is longer than {_MAX_QUERY} characters.", code="invalid_value")
+    return Forwarded(version=anthropic_version(request), betas=betas, query=query)
+
+
 def checked(body: dict[str, Any]) -> bool:
-    """Check what every deployment needs of a Messages request (naming the field at fault); True for a stream."""
+    """Check what the gateway itself needs of a Messages request, naming the field at fault; True for a stream.
+
+    That is the model, the output limit (for the budget hold), `messages` as a list of objects and
+    `system` as a string or a list (the text to screen), `stream`. The rest is for the upstream to
+    judge when the request is passed through (so nothing the real API accepts is refused here),
+    and for the translation (anthropic_inbound) otherwise.
+    """
     parse.required_str(body, "model")
     if body.get("max_tokens") is None:
         raise BadRequest(
@@ -132,32 +181,15 @@ def checked(body: dict[str, Any]) -> bool:
     limits.output_limit(body, ("max_tokens",))
     messages = parse.required_list(body, "messages")
     for index, message in enumerate(messages):
-        where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise BadRequest(
-                f"Invalid message at {where}: expected an object with 'role' and 'content'.",
-                param=where,
+                f"Invalid message at messages[{index}]: expected an object with 'role' and 'content'.",
+                param=f"messages[{index}]",
                 code="invalid_type",
             )
-        role = message.get("role")
-        if role not in ("user", "assistant"):
-            hint = " (a system prompt goes in the top-level 'system' field)" if role == "system" else ""
-            raise BadRequest(
-                f"Invalid role {role!r} at {where}: expected 'user' or 'assistant'{hint}.",
-                param=f"{where}.role",
-                code="invalid_value",
-            )
-        content = message.get("content")
-        blocks_ok = isinstance(content, list) and all(
-            isinstance(block, dict) and isinstance(block.get("type"), str) for block in content
-        )
-        if not isinstance(content, str) and not blocks_ok:
-            raise BadRequest(
-                f"Invalid '{where}.content': expected a string or an array of content blocks, each with a 'type'.",
-                param=f"{where}.content",
-                code="invalid_type",
-            )
-    inbound.system_text(body.get("system"))  # a string or text blocks
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise BadRequest("Invalid 'system': expected a string or an array of text blocks.", param="system")
     return parse.optional_bool(body, "stream")
 
 
@@ -174,7 +206,7 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     trace: Trace = request.trace  # type: ignore[attr-defined]
     request_id = trace.request_id
     trace.key = key = await catalog.authenticate(parse.presented_key(request))
-    version = anthropic_version(request)
+    client = forwarded(request, key)
     body = parse.json_object(request)  # also refuses routing overrides (api_base, base_url, ...)
     trace.model = body.get("model") if isinstance(body.get("model"), str) else ""
     trace.stream = stream = checked(body)
@@ -187,15 +219,16 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     )
     trace.routed = routed = Routed()
     if not stream:
-        reply = await router.route(key, model, routed, _answerer(body, version))
+        dropped: list[str] = []
+        reply = await router.route(key, model, routed, _answerer(body, client, dropped))
         reply["model"] = routed.model.name  # type: ignore[union-attr]
         trace.usage = metering.anthropic_usage(reply.get("usage"))
         trace.saw_output(_message_text(reply.get("content")))
         _screen_reply(trace, reply)
         trace.response_payload = reply
-        return _json(reply, request_id)
+        return _said_dropped(_json(reply, request_id), dropped)
 
-    opened = await router.route(key, model, routed, _opener(body, version))
+    opened = await router.route(key, model, routed, _opener(body, client))
     events = _relay(
         opened,
         router.idle_guarded(opened.rest, routed.deployment),  # type: ignore[union-attr]
@@ -207,7 +240,14 @@ async def create_message(request: HttpRequest) -> HttpResponseBase:
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    return _identified(response, request_id)
+    return _said_dropped(_identified(response, request_id), opened.dropped)
+
+
+def _said_dropped(response: R, dropped: list[str]) -> R:
+    """Name what a translation left out (thinking, context_management, anthropic-beta, ...), if anything."""
+    if dropped:
+        response[DROPPED_HEADER] = ", ".join(dropped)
+    return response
 
 
 async def _screen_input(trace: Trace, body: dict[str, Any]) -> None:
@@ -230,22 +270,34 @@ def _screen_reply(trace: Trace, reply: dict[str, Any]) -> None:
             trace.delivered.append(block["text"])  # type: ignore[union-attr]
 
 
-def _chat_request(body: dict[str, Any], deployment: DeploymentSnapshot) -> dict[str, Any]:
+def _chat_request(
+    body: dict[str, Any], deployment: DeploymentSnapshot, client: Forwarded, dropped: list[str]
+) -> dict[str, Any]:
+    """The OpenAI chat request for this deployment; `dropped` becomes what it leaves out."""
     field = _MAX_TOKENS_FIELD.get(deployment.provider_kind, "max_tokens")
-    return inbound.to_chat_request(body, model=deployment.upstream_model, max_tokens_field=field)
+    request = inbound.to_chat_request(
+        body,
+        model=deployment.upstream_model,
+        max_tokens_field=field,
+        reasoning=inbound.has_reasoning(deployment.upstream_model),
+    )
+    dropped[:] = inbound.dropped_fields(body, request, betas=client.betas)
+    return request
 
 
 def _answerer(
-    body: dict[str, Any], version: str | None
+    body: dict[str, Any], client: Forwarded, dropped: list[str]
 ) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[dict[str, Any]]]:
-    """The routed call for a non-streaming request: one attempt at one deployment."""
+    """The routed call for a non-streaming request: one attempt at one deployment; `dropped`
+    names what the translation for the deployment that answered left out."""
 
     async def answer(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict[str, Any]:
         adapter = get_adapter(deployment.provider_kind)
         if isinstance(adapter, AnthropicAdapter):
+            dropped.clear()
             request = body | {"model": deployment.upstream_model}
-            return await adapter.messages(deployment, request, anthropic_version=version)
-        completion = await adapter.chat(deployment, _chat_request(body, deployment))
+            return await adapter.messages(deployment, request, client=client)
+        completion = await adapter.chat(deployment, _chat_request(body, deployment, client, dropped))
         return inbound.to_message(completion, model=candidate.name, stop_sequences=body.get("stop_sequences"))
 
     return answer
@@ -259,25 +311,25 @@ class _Opened:
     rest: AsyncIterator[dict[str, Any]]
     upstream: ChatStream
     passthrough: bool
+    dropped: list[str]  # what the translation left out (nothing when passed through)
 
 
 def _opener(
-    body: dict[str, Any], version: str | None
+    body: dict[str, Any], client: Forwarded
 ) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[_Opened]]:
     """The routed call for a stream: open it and read its first item, so retries and fallbacks
     happen only before anything reaches the client (as router.open_stream does)."""
 
     async def open_stream(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> _Opened:
         adapter = get_adapter(deployment.provider_kind)
+        dropped: list[str] = []
         if isinstance(adapter, AnthropicAdapter):
             request = body | {"model": deployment.upstream_model}
-            opening: Awaitable[ChatStream] = adapter.open_messages_stream(
-                deployment, request, anthropic_version=version
-            )
+            opening: Awaitable[ChatStream] = adapter.open_messages_stream(deployment, request, client=client)
         else:
-            opening = adapter.open_chat_stream(deployment, _chat_request(body, deployment))
+            opening = adapter.open_chat_stream(deployment, _chat_request(body, deployment, client, dropped))
         first, rest, upstream = await router.read_first(deployment, opening)
-        return _Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter))
+        return _Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter), dropped=dropped)
 
     return open_stream
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -600,6 +601,15 @@ def _error_fields(body: bytes) -> tuple[str | None, str]:
 # --- the wire ---
 
 
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What /v1/messages passes on of its client's request besides the body (each checked there)."""
+
+    version: str | None = None  # `anthropic-version`
+    betas: tuple[str, ...] = ()  # `anthropic-beta`, one flag each
+    query: str = ""  # the query string, already encoded ("beta=true")
+
+
 def _headers(deployment: DeploymentSnapshot, *, accept: str) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "Accept": accept, "anthropic-version": ANTHROPIC_VERSION}
     if deployment.api_key:
@@ -683,17 +693,23 @@ class AnthropicAdapter:
         self._default_base_url = default_base_url
 
     async def _open(
-        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, client: Forwarded | None = None
     ) -> aiohttp.ClientResponse:
         """POST to /v1/messages; the open response on 200, else the mapped error.
 
-        `anthropic_version` replaces the pinned API version (a passed-through request keeps its client's).
+        `client` carries what a passed-through request keeps of its client's: its API version (in
+        place of the pinned one), its `anthropic-beta` flags and its query string (`?beta=true`).
         """
         accept = "text/event-stream" if request.get("stream") else "application/json"
         url = (deployment.base_url or self._default_base_url).rstrip("/") + "/v1/messages"
         headers = _headers(deployment, accept=accept)
-        if anthropic_version:
-            headers["anthropic-version"] = anthropic_version
+        if client is not None:
+            if client.version:
+                headers["anthropic-version"] = client.version
+            if client.betas:
+                headers["anthropic-beta"] = ",".join(client.betas)
+            if client.query:
+                url += "?" + client.query
         return await open_post(
             deployment,
             url,
@@ -715,17 +731,17 @@ class AnthropicAdapter:
         return AnthropicStream(await self._open(deployment, request), include_usage=include_usage)
 
     async def messages(
-        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, client: Forwarded | None = None
     ) -> dict[str, Any]:
         """A Messages request passed through as it is (its `model` already the upstream's); the reply as it came."""
-        response = await self._open(deployment, request, anthropic_version=anthropic_version)
+        response = await self._open(deployment, request, client=client)
         return _message(await read_json(response, deployment), deployment)
 
     async def open_messages_stream(
-        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, anthropic_version: str | None = None
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, client: Forwarded | None = None
     ) -> MessagesStream:
         """A Messages stream passed through: its events, untranslated."""
-        response = await self._open(deployment, request | {"stream": True}, anthropic_version=anthropic_version)
+        response = await self._open(deployment, request | {"stream": True}, client=client)
         return MessagesStream(response)
 
     async def embeddings(self, deployment: DeploymentSnapshot, payload: dict) -> dict:

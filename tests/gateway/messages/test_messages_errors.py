@@ -134,24 +134,50 @@ def test_400_naming_max_tokens_when_it_is_not_a_positive_integer(claude, max_tok
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, "'model'"),
         ({"model": "claude", "max_tokens": 5}, "'messages'"),
         ({"model": "claude", "max_tokens": 5, "messages": []}, "'messages'"),
-        ({"model": "claude", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "'system'"),
-        ({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": 7}]}, "messages[0].content"),
-        (
-            {"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "system": [{"a": 1}]},
-            "system[0]",
-        ),
+        ({"model": "claude", "max_tokens": 5, "messages": ["hi"]}, "messages[0]"),
+        ({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "system": 7}, "'system'"),
         (
             {"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
             "'stream'",
         ),
     ],
 )
-def test_400_naming_the_field_when_the_request_is_malformed(claude, body, named):
+def test_400_naming_the_field_when_what_the_gateway_needs_is_malformed(claude, anthropic_upstream, body, named):
     with pytest.raises(anthropic.BadRequestError) as caught:
         _raw(claude, body)
 
     _assert_anthropic_error(caught.value, 400, "invalid_request_error")
     assert named in caught.value.body["error"]["message"]
+    assert anthropic_upstream.state.requests == []
+
+
+# A malformed field, how the gateway names it, how (the mock) Anthropic does.
+_FOR_THE_UPSTREAM = [
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", "messages.0.role"),
+    ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content", "messages.0.content"),
+    ({"messages": [{"role": "user", "content": "x"}], "system": [{"a": 1}]}, "system[0]", "system.0"),
+]
+
+
+@pytest.mark.parametrize(("fields", "ours", "theirs"), _FOR_THE_UPSTREAM)
+def test_passed_through_the_upstream_judges_the_rest(claude, anthropic_upstream, fields, ours, theirs):
+    """Nothing the gateway does not need is checked on the way to Anthropic: its own 400 comes back."""
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        _raw(claude, {"model": "claude", "max_tokens": 5} | fields)
+
+    _assert_anthropic_error(caught.value, 400, "invalid_request_error")
+    assert len(anthropic_upstream.state.requests) == 1
+    assert theirs in caught.value.body["error"]["message"]
+
+
+@pytest.mark.parametrize(("fields", "ours", "theirs"), _FOR_THE_UPSTREAM)
+def test_translated_a_malformed_request_is_refused_naming_the_field(gpt, upstream, fields, ours, theirs):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        _raw(gpt, {"model": "gpt", "max_tokens": 5} | fields)
+
+    _assert_anthropic_error(caught.value, 400, "invalid_request_error")
+    assert ours in caught.value.body["error"]["message"]
+    assert upstream.state.requests == []
 
 
 @pytest.mark.parametrize("override", ["api_base", "base_url", "api_key", "extra_headers"])
