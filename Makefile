@@ -6,7 +6,7 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run serve test lint check worker beat bench requirements clean
+.PHONY: install install-dev clients run serve test lint check worker beat bench requirements clean
 
 $(VENV)/.base: requirements/base.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ $(VENV)/.dev: requirements/dev.txt $(VENV)/.base
 
 install: $(VENV)/.base
 install-dev: $(VENV)/.dev
+
+# The real clients the tests drive (Claude Code), pinned in tests/clients/package-lock.json.
+CLIENTS := tests/clients/node_modules/.package-lock.json
+$(CLIENTS): tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $@
+
+## clients: install the compatibility matrix's clients (needs npm; `make test` does it when npm is there)
+clients: $(CLIENTS)
 
 ## run: set up the embedded default (SQLite, no services) with a demo key, and serve on http://$(HOST):$(PORT)
 run: install
@@ -35,7 +44,7 @@ serve: install
 # Test-only secrets for the production profile (never used outside the test run).
 test: export SECRET_KEY ?= test-only-secret-key-not-for-production
 test: export SECRETS_ENCRYPTION_KEY ?= shltFI35Gcn51mW7tEyxCyHfCO0SPc7EpzayeM3nVtU=
-test: install-dev
+test: install-dev $(if $(shell command -v npm 2>/dev/null),$(CLIENTS))
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## lint: ruff, formatting, import contracts, migrations and Django's checks
