@@ -73,6 +73,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,16 @@ class MockState:
     scripts: dict[str, list[str]] = field(default_factory=dict)  # see `mock-script-<name>`
     script_calls: dict[str, int] = field(default_factory=dict)  # requests each script has served
     billed: list[dict[str, int]] = field(default_factory=list)  # usage of each answer delivered in full
+    billed_models: list[str] = field(default_factory=list)  # the upstream model of each of those
+
+    def bill(self, body: dict[str, Any], usage: dict[str, int]) -> None:
+        self.billed.append(usage)
+        self.billed_models.append(str(body.get("model", "")))
+
+    def billed_for(self, models: Collection[str]) -> list[dict[str, int]]:
+        """The usage billed for these upstream models (a test's own, not what a straggler from an
+        earlier test that used other models cost)."""
+        return [usage for usage, model in zip(self.billed, self.billed_models, strict=True) if model in models]
 
     def last(self) -> Recorded:
         return self.requests[-1]
@@ -110,6 +121,7 @@ class MockState:
         self.scripts.clear()
         self.script_calls.clear()
         self.billed.clear()
+        self.billed_models.clear()
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> web.Response:
@@ -275,7 +287,7 @@ async def _play(request: web.Request, body: dict[str, Any], state: MockState, mo
     reply["usage"] = _usage(len(words))
     data = orjson.dumps(reply)
     if step not in ("cut", "stall"):
-        state.billed.append(reply["usage"])
+        state.bill(body, reply["usage"])
         return web.Response(body=data, content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.content_length = len(data)
@@ -334,7 +346,7 @@ async def _play_stream(
             await response.write(chunk)
         if faulty_at == len(chunks) and (body.get("stream_options") or {}).get("include_usage"):
             # Billed once its usage has left: a client that closes at [DONE] may break the last write.
-            state.billed.append(_usage(len(words)))
+            state.bill(body, _usage(len(words)))
         if step != "no-done":
             await response.write(b"data: [DONE]\n\n")
     except ConnectionResetError:
@@ -433,7 +445,7 @@ async def _tokenizer(request: web.Request, body: dict[str, Any], state: MockStat
             for i in range(n)
         ]
         reply["usage"] = usage
-        state.billed.append(usage)
+        state.bill(body, usage)
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -471,7 +483,7 @@ async def _send_stream(
     except ConnectionResetError:
         state.disconnects.append(model)
         return response
-    state.billed.append(usage)
+    state.bill(body, usage)
     state.completed_streams.append(model)
     return response
 
@@ -489,7 +501,7 @@ async def _deep(request: web.Request, body: dict[str, Any], state: MockState, mo
         reply = _completion(body)
         reply["choices"][0]["message"]["context"] = _DEEP_MARK
         reply["usage"] = usage
-        state.billed.append(usage)
+        state.bill(body, usage)
         return web.Response(body=_deepen(orjson.dumps(reply)), content_type="application/json")
     chunks = [
         _chunk(body, {"role": "assistant", "content": ""}),
@@ -516,7 +528,7 @@ async def _echo_auth(request: web.Request, body: dict[str, Any], state: MockStat
         message = {"role": "assistant", "content": content, "tool_calls": [call]}
         reply["choices"][0] |= {"message": message, "finish_reason": "tool_calls"}
         reply["usage"] = usage
-        state.billed.append(usage)
+        state.bill(body, usage)
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
     chunks = [_chunk(body, {"role": "assistant", "content": ""}, **extra)]
     chunks += [_chunk(body, {"content": piece}, **extra) for piece in _pieces(content)]
@@ -577,7 +589,7 @@ async def _agent(request: web.Request, body: dict[str, Any], state: MockState, m
         message = {"role": "assistant", "content": turn.text} | ({"tool_calls": [call]} if call else {})
         reply["choices"][0] |= {"message": message, "finish_reason": finish}
         reply["usage"] = usage
-        state.billed.append(usage)
+        state.bill(body, usage)
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
     chunks = [_chunk(body, {"role": "assistant", "content": ""})]
     words = turn.text.split(" ")
@@ -592,7 +604,7 @@ async def _slow_tail(request: web.Request, body: dict[str, Any], state: MockStat
     """The echo, billed as soon as it is decided, whose last bytes leave `pause` seconds later: a
     client can hang up while the gateway is still reading an answer the upstream has billed."""
     reply = _completion(body)
-    state.billed.append(reply["usage"])
+    state.bill(body, reply["usage"])
     if not body.get("stream"):
         data = orjson.dumps(reply)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -654,7 +666,7 @@ def build_app(state: MockState) -> web.Application:
             raise web.HTTPTemporaryRedirect("http://169.254.169.254/latest/meta-data")
         if not body.get("stream"):
             reply = _completion(body)
-            state.billed.append(reply["usage"])
+            state.bill(body, reply["usage"])
             return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -693,7 +705,7 @@ def build_app(state: MockState) -> web.Application:
             chunk["choices"] = []
             chunk["usage"] = usage
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-            state.billed.append(usage)  # once its usage has left (a client may close at [DONE])
+            state.bill(body, usage)  # once its usage has left (a client may close at [DONE])
         if model != "mock-no-done":
             await response.write(b"data: [DONE]\n\n")
         state.completed_streams.append(model)
@@ -735,7 +747,7 @@ def build_app(state: MockState) -> web.Application:
                 inputs = [inputs]  # one token array
             tokens = embedding_tokens(body["input"])
             usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-            state.billed.append({"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
+            state.bill(body, {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
         reply = {"object": "list", "data": data, "model": model, "usage": usage}
         return web.Response(body=orjson.dumps(reply), content_type="application/json")

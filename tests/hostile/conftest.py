@@ -127,13 +127,17 @@ class Rig:
     def spend(self) -> Decimal:
         return -sum((d.amount for d in self.debits()), Decimal(0))
 
+    def billed(self) -> list[dict[str, int]]:
+        """What the upstream billed for this test's deployments."""
+        return self.upstream.state.billed_for(set(Deployment.objects.values_list("upstream_model", flat=True)))
+
     def billed_tokens(self) -> Counter[tuple[int, int]]:
         """(prompt, completion) of every answer the upstream delivered and billed."""
-        return Counter((u["prompt_tokens"], u.get("completion_tokens", 0)) for u in self.upstream.state.billed)
+        return Counter((u["prompt_tokens"], u.get("completion_tokens", 0)) for u in self.billed())
 
     def billed_cost(self) -> Decimal:
         """What the billed answers cost at the deployments' prices."""
-        tokens = sum(u["prompt_tokens"] + u.get("completion_tokens", 0) for u in self.upstream.state.billed)
+        tokens = sum(u["prompt_tokens"] + u.get("completion_tokens", 0) for u in self.billed())
         return Decimal(tokens) * PRICE / 1_000_000
 
     def debited_tokens(self) -> Counter[tuple[int, int]]:
@@ -141,7 +145,7 @@ class Rig:
 
     def wait_for_debits(self, timeout: float = 15.0) -> list[LedgerEntry]:
         """The debits, once there are as many as answers the upstream billed (rows are written in batches)."""
-        wait_for(lambda: len(self.debits()) >= len(self.upstream.state.billed), timeout)
+        wait_for(lambda: len(self.debits()) >= len(self.billed()), timeout)
         return self.debits()
 
     def logged(self, request_ids: set[str], timeout: float = 10.0) -> set[str]:
