@@ -128,6 +128,8 @@ _TRANSLATED = frozenset(
         "stream",
     }
 )
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_MAX_NAMED = 16  # dropped fields named in x-symbiosis-dropped; "..." says there were more
 _USER_MAX = 64  # OpenAI's end-user identifiers are short; a longer one (Claude Code's JSON) stays here
 
 
@@ -142,7 +144,7 @@ def reasoning_effort(body: dict[str, Any]) -> str | None:
     output_config = body.get("output_config")
     effort = output_config.get("effort") if isinstance(output_config, dict) else None
     if effort is not None:
-        if effort not in _EFFORTS:
+        if not isinstance(effort, str) or effort not in _EFFORTS:
             raise BadRequest(
                 "Invalid 'output_config.effort': expected 'low', 'medium', 'high' or 'max'.",
                 param="output_config.effort",
@@ -160,11 +162,15 @@ def reasoning_effort(body: dict[str, Any]) -> str | None:
 def dropped_fields(body: dict[str, Any], request: dict[str, Any], *, betas: tuple[str, ...] = ()) -> list[str]:
     """What of a Messages request (and its `anthropic-beta` flags) the translated `request` does
     not carry: for the response header that says so (x-symbiosis-dropped)."""
-    dropped = sorted(name for name in body if name not in _TRANSLATED and body[name] is not None)
+    unknown = sorted(name for name in body if name not in _TRANSLATED and body[name] is not None)
+    # The client chose these names: only plain ones are named, and not too many, in a header.
+    dropped = [name for name in unknown if _FIELD_NAME.fullmatch(name)][:_MAX_NAMED]
+    if len(dropped) < len(unknown):
+        dropped.append("...")
     output_config = body.get("output_config")
     if isinstance(output_config, dict) and "effort" in output_config and "reasoning_effort" not in request:
         dropped.append("output_config.effort")
-    if "thinking" in body and "reasoning_effort" in request:
+    if "thinking" in dropped and "reasoning_effort" in request:
         dropped.remove("thinking")  # it became the reasoning effort
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id") and "user" not in request:

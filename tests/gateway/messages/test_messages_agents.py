@@ -317,3 +317,31 @@ def test_pii_is_redacted_wherever_claude_code_puts_text(messages_setup, anthropi
     sent = (anthropic_upstream if served_by == "anthropic" else upstream).state.last().body
     assert EMAIL not in str(sent)
     assert "<EMAIL_1>" in str(sent)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"output_config": {"effort": ["high"]}},
+        {"output_config": {"effort": {"level": "high"}}},
+        {"thinking": None, "output_config": {"effort": "high"}},
+        {"bad\nname": 1, "ünïcode": 2, "x" * 200: 3},
+        {f"field_{i}": i for i in range(500)},
+    ],
+    ids=["effort a list", "effort an object", "thinking null", "odd field names", "500 unknown fields"],
+)
+def test_hostile_fields_get_a_clean_answer_and_a_short_plain_dropped_header(messages_setup, upstream, fields):
+    model = messages_setup.serve("gpt-5-code", "gpt-5-mock-agent", messages_setup.openai)
+    body = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]} | fields
+
+    response = _post(messages_setup, body, betas=None)
+
+    if "effort" in str(fields.get("output_config")) and not isinstance(fields["output_config"]["effort"], str):
+        assert response.status_code == 400 and "output_config.effort" in response.json()["error"]["message"]
+        return
+    assert response.status_code == 200, response.text
+    dropped = response.headers.get("x-symbiosis-dropped", "")
+    assert len(dropped) < 600 and "\n" not in dropped and dropped.isascii()
+    assert "thinking" not in dropped
+    if len(fields) > 16:
+        assert dropped.endswith("...")
