@@ -167,7 +167,8 @@ def _price(value: Any, *, where: str, rate: Decimal | None) -> Decimal:
         raise PriceListError(f"{where} must be zero or more, not {value}.")
     if rate is not None:
         price *= rate
-    price = price.quantize(PRICE_PLACES, rounding=ROUND_HALF_UP)
+    if price < MAX_PRICE:  # checked first: quantizing 1e30 to six places is itself an error
+        price = price.quantize(PRICE_PLACES, rounding=ROUND_HALF_UP)
     if price >= MAX_PRICE:
         raise PriceListError(f"{where} is too large: {price} (at most 999999.999999 per million tokens).")
     return price

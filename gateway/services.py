@@ -255,6 +255,9 @@ def rotate_provider_secrets() -> int:
 # --- models and deployments ---
 
 
+MAX_TIMEOUT_SECONDS = 86_400  # a deployment's timeouts: a day at most (Infinity would never end a call)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeploymentSpec:
     provider: Provider
@@ -354,8 +357,10 @@ def _replace_deployments(*, model: Model, deployments: Iterable[DeploymentSpec])
             raise ValidationFailed("weight and priority must be zero or more.", field="deployments")
         for name in ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout"):
             value = getattr(spec, name)
-            if value is not None and value <= 0:
-                raise ValidationFailed(f"{name} must be more than zero seconds.", field="deployments")
+            if value is not None and not (0 < value <= MAX_TIMEOUT_SECONDS):  # NaN fails too
+                raise ValidationFailed(
+                    f"{name} must be more than zero and at most {MAX_TIMEOUT_SECONDS:,} seconds.", field="deployments"
+                )
         deployment = existing.get((spec.provider.pk, upstream_model)) or Deployment(
             model=model, provider=spec.provider, upstream_model=upstream_model
         )

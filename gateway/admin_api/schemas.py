@@ -17,11 +17,16 @@ from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, SecretSt
 
 from gateway import log_bodies, money
 from gateway.models import Deployment, Membership, Model, Project, Provider, RequestLog, VirtualKey
-from gateway.services import MAX_LOG_RETENTION_DAYS
+from gateway.services import MAX_LOG_RETENTION_DAYS, MAX_TIMEOUT_SECONDS
 
 
 def _decimal_string(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
+
+
+def _seconds(description: str) -> Any:
+    """A deployment timeout: more than zero, at most a day (finite: Infinity and NaN are refused)."""
+    return Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, description=description)
 
 
 class In(Schema):
@@ -232,10 +237,10 @@ class DeploymentIn(In):
     weight: int = Field(default=1, ge=0, description="Share of traffic among deployments of the same priority.")
     priority: int = Field(default=0, ge=0, le=32767, description="Lower is tried first.")
     enabled: bool = True
-    connect_timeout: float | None = Field(default=None, gt=0, description="Seconds.")
-    first_token_timeout: float | None = Field(default=None, gt=0, description="Seconds until the answer starts.")
-    idle_timeout: float | None = Field(default=None, gt=0, description="Seconds a stream may stay silent.")
-    total_timeout: float | None = Field(default=None, gt=0, description="Seconds for the whole call.")
+    connect_timeout: float | None = _seconds("Seconds.")
+    first_token_timeout: float | None = _seconds("Seconds until the answer starts.")
+    idle_timeout: float | None = _seconds("Seconds a stream may stay silent.")
+    total_timeout: float | None = _seconds("Seconds for the whole call.")
     input_price: PriceIn = Field(default=None, description="Per million input tokens, as a string.")
     output_price: PriceIn = Field(default=None, description="Per million output tokens, as a string.")
     cached_input_price: PriceIn = Field(default=None, description="Per million cached input tokens.")

@@ -328,6 +328,8 @@ def test_command_refuses_a_list_in_another_currency_when_no_rate_is_given() -> N
         (_price_list(_entry("openai", "gpt-4o", "1", "2", "cheap")), "cached_input_price is not a decimal number"),
         (_price_list(_entry("openai", "gpt-4o", "1", "NaN")), "output_price is not a decimal number"),
         (_price_list(_entry("openai", "gpt-4o", "1", "2000000")), "output_price is too large"),
+        (_price_list(_entry("openai", "gpt-4o", "1e30", "2")), "input_price is too large"),
+        (_price_list(_entry("openai", "gpt-4o", "1", "9" * 40)), "output_price is too large"),
         (_price_list(_entry("openai", "gpt-4o", "1", "2"), _entry("openai", "gpt-4o", "1", "2")), "listed twice"),
     ],
 )

@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import pytest
 
+from gateway import services
+from gateway.errors import ValidationFailed
 from gateway.models import Deployment, Model
 from tests.factories import DeploymentFactory, ModelFactory, ProviderFactory
 
@@ -80,6 +82,27 @@ def test_create_returns_422_naming_the_weight_when_weight_is_negative(api):
 
     assert response.status_code == 422
     assert response.json()["field"] == "deployments.0.weight"
+
+
+@pytest.mark.parametrize("sent", [float("inf"), float("nan"), 1e308, 86_401, 0, -1])
+def test_create_returns_422_naming_the_timeout_when_it_is_not_a_sane_number_of_seconds(api, sent):
+    provider = ProviderFactory()
+    deployment = {"provider": provider.id, "upstream_model": "x", "total_timeout": sent}
+
+    response = api.post("/models", {"name": "m", "deployments": [deployment]})
+
+    assert response.status_code == 422, response.content
+    assert response.json()["field"] == "deployments.0.total_timeout"
+    assert not Model.objects.exists()
+
+
+@pytest.mark.parametrize("sent", [float("inf"), 1e308])
+def test_the_service_refuses_an_endless_timeout_for_the_admin_too(db, sent):
+    with pytest.raises(ValidationFailed, match="at most 86,400 seconds"):
+        services.create_model(
+            name="m",
+            deployments=[services.DeploymentSpec(provider=ProviderFactory(), upstream_model="x", idle_timeout=sent)],
+        )
 
 
 def test_create_returns_422_naming_deployments_when_they_are_missing(api):
