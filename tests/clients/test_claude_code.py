@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway import services
-from gateway.models import Deployment, RequestLog
+from gateway.models import RequestLog
 from tests.clients.conftest import say_version
 from tests.conftest import _drain_request_logs, logged
 from tests.gateway.messages.conftest import MessagesSetup
@@ -46,17 +45,6 @@ def claude_version(pytestconfig: pytest.Config) -> str:
     ).stdout.strip()
     say_version(pytestconfig, f"client: Claude Code {version}")
     return version
-
-
-def _serve(setup: MessagesSetup, served_by: str) -> str:
-    """`claude-code` served by the mock Anthropic's agent, or `gpt-code` by the mock OpenAI's; priced."""
-    if served_by == "anthropic":
-        name = setup.serve("claude-code", "claude-agent", setup.anthropic)
-    else:
-        name = setup.serve("gpt-code", "mock-agent", setup.openai)
-    deployment = Deployment.objects.get(model__name=name)
-    services.set_deployment_prices(deployment=deployment, input_price=Decimal("3"), output_price=Decimal("15"))
-    return name
 
 
 def _run(setup: MessagesSetup, model: str, prompt: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -116,7 +104,7 @@ def _every_call_logged(upstream_requests: int) -> list[RequestLog]:
 def test_claude_code_answers_one_turn(
     messages_setup, anthropic_upstream, upstream, claude_version, tmp_path, served_by
 ):
-    model = _serve(messages_setup, served_by)
+    model = messages_setup.serve_agent(served_by)
     _drain_request_logs()
 
     run = _run(messages_setup, model, "Say hello", _scratch(tmp_path))
@@ -133,7 +121,7 @@ def test_claude_code_answers_one_turn(
 def test_claude_code_uses_a_tool_in_a_scratch_folder(
     messages_setup, anthropic_upstream, upstream, claude_version, tmp_path, served_by
 ):
-    model = _serve(messages_setup, served_by)
+    model = messages_setup.serve_agent(served_by)
     scratch = _scratch(tmp_path)
     target = scratch / "hello.txt"
     _drain_request_logs()
@@ -159,7 +147,7 @@ def test_claude_code_uses_a_tool_in_a_scratch_folder(
 def test_a_denied_beta_stops_claude_code_with_a_message_naming_it(
     messages_setup, anthropic_upstream, claude_version, tmp_path
 ):
-    model = _serve(messages_setup, "anthropic")
+    model = messages_setup.serve_agent("anthropic")
     services.set_guardrail_policy(project=None, data={"denied_betas": ["claude-code-*"]})
     _drain_request_logs()
 

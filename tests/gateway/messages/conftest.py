@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import anthropic
 import pytest
 
 from gateway import services
-from gateway.models import Model, Project, Provider
+from gateway.models import Deployment, Model, Project, Provider
 from tests.conftest import _wait_for_log_writes
 from tests.factories import BusinessUnitFactory, DeploymentFactory, ModelFactory, ProviderFactory
 from tests.gateway.providers.conftest import anthropic_upstream, mock_anthropic  # noqa: F401 - fixtures
@@ -32,6 +33,17 @@ class MessagesSetup:
         DeploymentFactory(model=ModelFactory(name=name), provider=provider, upstream_model=upstream_model)
         if allow:
             self.project.allowed_models.add(Model.objects.get(name=name))
+        return name
+
+    def serve_agent(self, served_by: str) -> str:
+        """The model `claude-code` (the mock Anthropic's coding agent, tests/mock_agent.py) or
+        `gpt-code` (the mock OpenAI's), priced, on the allow-list; returns its name."""
+        if served_by == "anthropic":
+            name = self.serve("claude-code", "claude-agent", self.anthropic)
+        else:
+            name = self.serve("gpt-code", "mock-agent", self.openai)
+        deployment = Deployment.objects.get(model__name=name)
+        services.set_deployment_prices(deployment=deployment, input_price=Decimal("3"), output_price=Decimal("15"))
         return name
 
     def client(self, **options: object) -> anthropic.Anthropic:

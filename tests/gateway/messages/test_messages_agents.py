@@ -5,14 +5,12 @@ unless the guardrail policy denies them, and the text screened in every shape it
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway import services
-from gateway.models import Deployment
 from tests.conftest import _drain_request_logs, logged
 from tests.gateway.messages import wire
 from tests.mock_agent import AGENT_GREETING
@@ -76,10 +74,8 @@ def claude_code_body(model: str, *, stream: bool = False) -> dict[str, Any]:
 
 def _post(messages_setup, body: dict[str, Any], *, betas: str | None = BETA_HEADER) -> httpx.Response:
     """POST as Claude Code does: to /v1/messages?beta=true, with its betas (None: no header)."""
-    headers = {"x-api-key": messages_setup.secret, "anthropic-version": "2023-06-01"}
-    if betas is not None:
-        headers["anthropic-beta"] = betas
-    return httpx.post(f"{messages_setup.gateway}/v1/messages?beta=true", headers=headers, json=body)
+    headers = {"anthropic-beta": betas} if betas is not None else {}
+    return wire.post(messages_setup.gateway, messages_setup.secret, body, "?beta=true", **headers)
 
 
 def _text(response) -> str:
@@ -90,27 +86,16 @@ def _text(response) -> str:
     return "".join(block.get("text", "") for block in response.json()["content"])
 
 
-def _serve(messages_setup, served_by: str) -> str:
-    """The model `claude-code` (the mock Anthropic's agent) or `gpt-code` (the mock OpenAI's), priced."""
-    if served_by == "anthropic":
-        name = messages_setup.serve("claude-code", "claude-agent", messages_setup.anthropic)
-    else:
-        name = messages_setup.serve("gpt-code", "mock-agent", messages_setup.openai)
-    deployment = Deployment.objects.get(model__name=name)
-    services.set_deployment_prices(deployment=deployment, input_price=Decimal("3"), output_price=Decimal("15"))
-    return name
-
-
 @pytest.fixture
 def claude_agent(messages_setup):
     _drain_request_logs()
-    return _serve(messages_setup, "anthropic")
+    return messages_setup.serve_agent("anthropic")
 
 
 @pytest.fixture
 def gpt_agent(messages_setup):
     _drain_request_logs()
-    return _serve(messages_setup, "openai")
+    return messages_setup.serve_agent("openai")
 
 
 # --- passed through to Anthropic ---
@@ -268,7 +253,7 @@ def test_mcp_servers_are_refused_for_a_translated_model(messages_setup, gpt_agen
 
 @pytest.mark.parametrize("served_by", ["anthropic", "openai"])
 def test_a_tool_turn_round_trips(messages_setup, anthropic_upstream, upstream, served_by):
-    model = _serve(messages_setup, served_by)
+    model = messages_setup.serve_agent(served_by)
     body = claude_code_body(model)
     body["messages"][0]["content"][1]["text"] = "Write the text 'hi there' to the file /srv/scratch/hello.txt"
 
@@ -298,7 +283,7 @@ def test_a_tool_turn_round_trips(messages_setup, anthropic_upstream, upstream, s
 @pytest.mark.parametrize("where", ["system block", "mid-conversation system", "tool result"])
 def test_pii_is_redacted_wherever_claude_code_puts_text(messages_setup, anthropic_upstream, upstream, served_by, where):
     services.set_guardrail_policy(project=messages_setup.project, data={"input": {"pii": "redact"}})
-    model = _serve(messages_setup, served_by)
+    model = messages_setup.serve_agent(served_by)
     body = copy.deepcopy(claude_code_body(model))
     if where == "system block":
         body["system"][1]["text"] = f"The user is {EMAIL}"

@@ -17,7 +17,9 @@ def events(text: str) -> list[tuple[str, dict[str, Any]]]:
     return parsed
 
 
-def post(gateway: str, secret: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+def post(gateway: str, secret: str, body: dict[str, Any], query: str = "", **headers: str) -> httpx.Response:
     return httpx.post(
-        f"{gateway}/v1/messages", headers={"x-api-key": secret, "anthropic-version": "2023-06-01", **headers}, json=body
+        f"{gateway}/v1/messages{query}",
+        headers={"x-api-key": secret, "anthropic-version": "2023-06-01", **headers},
+        json=body,
     )
