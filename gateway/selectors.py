@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -279,6 +280,7 @@ class LogPage:
 def request_log_page(
     *,
     project_id: int | None = None,
+    project_ids: Iterable[int] | None = None,
     key_id: int | None = None,
     model: str | None = None,
     status: int | str | None = None,
@@ -289,6 +291,8 @@ def request_log_page(
     limit: int = 50,
 ) -> LogPage:
     """Request-log rows, newest first, without their bodies (see `request_log`).
+
+    `project_ids` narrows to those projects (the portal passes the ones its user may see).
 
     `status` is a status code, "ok" (below 400) or "error" (400 and above); `start` is included,
     `end` excluded; `text` searches the stored bodies (PostgreSQL full-text search with the index
@@ -301,6 +305,8 @@ def request_log_page(
     rows = RequestLog.objects.defer("request_body", "response_body").order_by("-created_at", "-id")
     if project_id is not None:
         rows = rows.filter(project_id=project_id)
+    if project_ids is not None:
+        rows = rows.filter(project_id__in=list(project_ids))
     if key_id is not None:
         rows = rows.filter(key_id=key_id)
     if model:
@@ -400,3 +406,79 @@ def guardrail_policies(
         else:
             own = _policy_of(row)
     return own, floor, guardrail_policy.effective(floor, own)
+
+
+# --- who may see what (the portal's permission rules live here, not in its templates) ---
+
+
+class NotVisible(ValidationFailed):
+    """The object does not exist or the user may not see it; pages answer 404 either way, so
+    a developer cannot learn that another team's project exists."""
+
+
+def is_administrator(user: AbstractBaseUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def visible_projects(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """The projects a user may see: administrators all; managers their units' projects; everyone
+    the projects they are a member of."""
+    projects = Project.objects.select_related("business_unit").order_by("name", "id")
+    if is_administrator(user):
+        return projects
+    if not user.is_authenticated:
+        return projects.none()
+    return projects.filter(
+        Q(id__in=Membership.objects.filter(user=user).values("project_id"))
+        | Q(business_unit__in=BusinessUnit.objects.filter(managers=user).values("id"))
+    )
+
+
+def get_visible_project(*, user: AbstractBaseUser, project_id: int) -> Project:
+    project = visible_projects(user=user).filter(id=project_id).first()
+    if project is None:
+        raise NotVisible("No such project.", field="project")
+    return project
+
+
+def project_role(*, user: AbstractBaseUser, project: Project) -> str | None:
+    """How the user stands in the project: "owner" or "member" (a membership), else "manager" (of
+    its unit) or "admin"; None if they may not see it."""
+    role = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    if role:
+        return role
+    if project.business_unit.managers.filter(pk=user.pk).exists():
+        return "manager"
+    if is_administrator(user):
+        return "admin"
+    return None
+
+
+def can_manage_keys(*, user: AbstractBaseUser, project: Project) -> bool:
+    """Members create and revoke keys; managers and administrators too (they may need to stop a
+    leaked key at once)."""
+    return project_role(user=user, project=project) is not None
+
+
+def managed_business_units(*, user: AbstractBaseUser) -> QuerySet[BusinessUnit]:
+    """The units whose reports a user may read: administrators all, managers their own."""
+    if is_administrator(user):
+        return BusinessUnit.objects.order_by("name")
+    if not user.is_authenticated:
+        return BusinessUnit.objects.none()
+    return BusinessUnit.objects.filter(managers=user).order_by("name")
+
+
+def get_managed_business_unit(*, user: AbstractBaseUser, unit_id: int) -> BusinessUnit:
+    unit = managed_business_units(user=user).filter(id=unit_id).first()
+    if unit is None:
+        raise NotVisible("No such business unit.", field="business_unit")
+    return unit
+
+
+def get_visible_key(*, user: AbstractBaseUser, project: Project, key_id: int) -> VirtualKey:
+    """A key of a project the user may see (call get_visible_project first)."""
+    key = VirtualKey.objects.filter(project=project, id=key_id).first()
+    if key is None:
+        raise NotVisible("No such key.", field="key")
+    return key

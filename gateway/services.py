@@ -483,6 +483,46 @@ def revoke_key(*, key: VirtualKey) -> VirtualKey:
     return key
 
 
+MAX_ROTATION_GRACE = timedelta(days=30)
+
+
+@transaction.atomic(durable=True)
+def rotate_key(
+    *, key: VirtualKey, grace: timedelta, created_by: AbstractBaseUser | None = None, now: datetime | None = None
+) -> IssuedKey:
+    """Replace a key: a new key with the same name, models, limits and expiry, and the old one
+    expiring after `grace` (0 to 30 days; never later than it would have expired anyway), so
+    the clients that hold it can move over. A revoked or expired key cannot be rotated."""
+    now = now or timezone.now()
+    if not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise ValidationFailed("The grace period must be from 0 to 30 days.", field="grace")
+    locked = VirtualKey.objects.select_for_update().get(pk=key.pk)
+    if not locked.is_active(now):
+        raise ValidationFailed("Only an active key can be rotated; this one is revoked or expired.", field="key")
+    ends = now + grace
+    if locked.expires_at is not None:
+        ends = min(ends, locked.expires_at)
+    secret = generate_secret(VIRTUAL_KEY_PREFIX)
+    new_key = _save(
+        VirtualKey(
+            project_id=locked.project_id,
+            name=locked.name,
+            created_by=created_by,
+            prefix=display_prefix(secret, VIRTUAL_KEY_PREFIX),
+            key_hash=digest(secret),
+            expires_at=locked.expires_at,
+            rpm_limit=locked.rpm_limit,
+            tpm_limit=locked.tpm_limit,
+            max_streams=locked.max_streams,
+        )
+    )
+    new_key.allowed_models.set(locked.allowed_models.all())
+    VirtualKey.objects.filter(pk=locked.pk).update(expires_at=ends)
+    key.expires_at = ends
+    publish_catalog_change()
+    return IssuedKey(key=new_key, secret=secret)
+
+
 @transaction.atomic(durable=True)
 def delete_key(*, key: VirtualKey) -> None:
     key.delete()

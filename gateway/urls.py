@@ -10,6 +10,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", telemetry_views.metrics, name="metrics"),  # Prometheus; 404 unless METRICS_TOKEN is set
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
     path("api/v1/", admin_api.urls),
     # Served by the lean handler in gateway/asgi.py; listed here too so WSGI and reverse() know it.
     path("", include("gateway.proxy.urls")),

@@ -1,0 +1,7 @@
+"""Placeholder: this area of the portal is being built (replaced by its real views)."""
+
+from django.http import Http404, HttpRequest, HttpResponse
+
+
+def models(request: HttpRequest, **kwargs: object) -> HttpResponse:
+    raise Http404("not built yet")

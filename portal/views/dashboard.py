@@ -1,0 +1,11 @@
+"""Placeholder: this area of the portal is being built (replaced by its real views)."""
+
+from django.http import Http404, HttpRequest, HttpResponse
+
+
+def dashboard(request: HttpRequest, **kwargs: object) -> HttpResponse:
+    raise Http404("not built yet")
+
+
+def mark_notifications_read(request: HttpRequest, **kwargs: object) -> HttpResponse:
+    raise Http404("not built yet")
