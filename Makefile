@@ -20,13 +20,14 @@ $(VENV)/.dev: requirements/dev.txt $(VENV)/.base
 install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
-# The real clients the tests drive (Claude Code), pinned in tests/clients/package-lock.json.
-CLIENTS := tests/clients/node_modules/.package-lock.json
-$(CLIENTS): tests/clients/package-lock.json
-	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+# The real clients the tests drive (Claude Code), pinned in tests/clients/package-lock.json, and the
+# real OpenID provider the sign-in tests start (oidc-provider), pinned in tests/e2e/op/package-lock.json.
+CLIENTS := tests/clients/node_modules/.package-lock.json tests/e2e/op/node_modules/.package-lock.json
+tests/%/node_modules/.package-lock.json: tests/%/package-lock.json
+	npm ci --prefix tests/$* --no-audit --no-fund --loglevel=error
 	touch $@
 
-## clients: install the compatibility matrix's clients (needs npm; `make test` does it when npm is there)
+## clients: install the compatibility matrix's clients and the test OpenID provider (needs npm; `make test` does it when npm is there)
 clients: $(CLIENTS)
 
 ## run: set up the embedded default (SQLite, no services) with a demo key, and serve on http://$(HOST):$(PORT)

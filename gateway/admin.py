@@ -33,7 +33,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from gateway import guardrail_policy, health_state, log_bodies, services
+from gateway import guardrail_policy, health_state, identity, log_bodies, services
 from gateway.errors import ValidationFailed
 from gateway.models import (
     AdminToken,
@@ -45,6 +45,7 @@ from gateway.models import (
     Project,
     Provider,
     RequestLog,
+    RoleMapping,
     VirtualKey,
 )
 
@@ -728,3 +729,31 @@ class GuardrailPolicyAdmin(ServiceAdmin):
         if obj.project is None:
             raise ValidationFailed("The organisation's policy cannot be removed; set its checks to off instead.")
         services.set_guardrail_policy(project=obj.project, data=None)
+
+
+# --- identity-provider groups and roles (gateway/identity.py) ---
+
+
+@admin.register(RoleMapping)
+class RoleMappingAdmin(ServiceAdmin):
+    """Which IdP group grants which role at every SSO sign-in. A mapping is added or deleted, not
+    edited: its roles follow at each user's next sign-in."""
+
+    list_display = ["group", "role", "business_unit", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["group"]
+    fields = ["group", "role", "business_unit"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RoleMapping | None = None) -> Sequence[str]:
+        return self.fields if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: RoleMapping, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            return
+        _adopt(
+            obj,
+            identity.create_role_mapping(group=obj.group, role=obj.role, business_unit=obj.business_unit),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: RoleMapping) -> None:
+        identity.delete_role_mapping(mapping=obj)

@@ -371,3 +371,71 @@ class GuardrailPolicy(models.Model):
 
     def __str__(self) -> str:
         return "Organisation guardrail floor" if self.project_id is None else f"Guardrails of {self.project}"
+
+
+class Role(models.TextChoices):
+    """What an identity-provider group grants (gateway/identity.py)."""
+
+    ADMIN = "admin", "Administrator"
+    MANAGER = "manager", "Business-unit manager"
+    DEVELOPER = "developer", "Developer"
+
+
+class RoleMapping(models.Model):
+    """An identity-provider group and the role it grants at every SSO sign-in (README: roles)."""
+
+    group = models.CharField(max_length=255, help_text="The group's name exactly as the IdP sends it in the claim.")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    business_unit = models.ForeignKey(
+        BusinessUnit,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_mappings",
+        help_text="Managers only: the unit the group's members manage.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group", "role", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role="manager", business_unit__isnull=False)
+                | (~models.Q(role="manager") & models.Q(business_unit__isnull=True)),
+                name="role_mapping_unit_only_for_managers",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "role", "business_unit"], name="one_role_mapping_per_group_role_unit"
+            ),
+            models.UniqueConstraint(
+                fields=["group", "role"],
+                condition=models.Q(business_unit__isnull=True),
+                name="one_unitless_role_mapping_per_group_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        unit = f" of {self.business_unit}" if self.business_unit_id else ""
+        return f"{self.group} -> {self.get_role_display()}{unit}"
+
+
+class IdpRoleGrant(models.Model):
+    """A role the identity provider granted (through a RoleMapping) and may therefore take away.
+    Roles given by hand (the admin, the API) have no row here and survive every sign-in."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idp_role_grants")
+    role = models.CharField(max_length=10, choices=[(Role.ADMIN, "Administrator"), (Role.MANAGER, "Manager")])
+    business_unit = models.ForeignKey(BusinessUnit, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role", "business_unit"], name="one_idp_grant_per_role_unit"),
+            models.UniqueConstraint(
+                fields=["user", "role"], condition=models.Q(business_unit__isnull=True), name="one_unitless_idp_grant"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        unit = f" of {self.business_unit}" if self.business_unit_id else ""
+        return f"{self.user}: {self.role}{unit} (from the identity provider)"

@@ -4,6 +4,7 @@ refuse framing, sniffing and leaking the address. /v1 never passes through here 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -11,11 +12,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 
-def content_security_policy() -> str:
-    """`form-action` lists the identity provider: browsers apply it to the redirect that follows a
-    form post (signing in and out go there)."""
+@functools.lru_cache(maxsize=8)
+def content_security_policy(issuer: str = "") -> str:
+    """`form-action` lists the identity provider (ISSUER's origin): browsers apply it to the
+    redirect that follows a form post (signing in goes to its authorization endpoint, signing out
+    to its end_session_endpoint; both are on the issuer's origin at the providers we know)."""
     form_targets = ["'self'"]
-    issuer = getattr(settings, "OIDC_ISSUER", "")
     if issuer:
         parts = urlsplit(issuer)
         form_targets.append(f"{parts.scheme}://{parts.netloc}")
@@ -40,11 +42,10 @@ class SecurityHeaders:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.policy = content_security_policy()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", self.policy)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(settings.OIDC_ISSUER))
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")

@@ -186,6 +186,38 @@ WHITENOISE_USE_FINDERS = True
 # --- People: accounts, sign-in and the portal ---
 # The gateway's external base URL: absolute links in mail, the OIDC redirect URI, the snippets.
 PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_URL.startswith(("http://", "https://")) or "?" in PUBLIC_URL or "#" in PUBLIC_URL:
+    raise ImproperlyConfigured(f"PUBLIC_URL must be an http(s) base URL without query or fragment, got {PUBLIC_URL!r}")
+# Single sign-on through the organisation's OpenID provider (gateway/sso.py). The redirect URI to
+# register there is {PUBLIC_URL}/accounts/oidc/sso/login/callback/. Read again at each request
+# (gateway.sso.sso_config), so only the shape is checked here.
+OIDC_ISSUER = env_str("OIDC_ISSUER", "").strip().rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET") or ""
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile").split()
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups").strip()
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on").strip()  # "Sign in with <this>"
+if OIDC_ISSUER:
+    if not OIDC_ISSUER.startswith(("https://", "http://")) or "?" in OIDC_ISSUER or "#" in OIDC_ISSUER:
+        raise ImproperlyConfigured(f"OIDC_ISSUER must be an http(s) URL without query or fragment, got {OIDC_ISSUER!r}")
+    if not OIDC_CLIENT_ID:
+        raise ImproperlyConfigured("OIDC_CLIENT_ID must be set when OIDC_ISSUER is set.")
+    if not OIDC_CLIENT_SECRET:
+        raise ImproperlyConfigured("OIDC_CLIENT_SECRET (or _FILE) must be set when OIDC_ISSUER is set.")
+    if "openid" not in OIDC_SCOPES:
+        raise ImproperlyConfigured(f"OIDC_SCOPES must include openid, got {' '.join(OIDC_SCOPES)!r}")
+    if not OIDC_GROUPS_CLAIM:
+        raise ImproperlyConfigured("OIDC_GROUPS_CLAIM must not be empty.")
+elif OIDC_CLIENT_ID or OIDC_CLIENT_SECRET:
+    raise ImproperlyConfigured("OIDC_ISSUER must be set when OIDC_CLIENT_ID or OIDC_CLIENT_SECRET is set.")
+# Seconds the identity provider's discovery document, and a validated IdP access token's user
+# (bearer tokens on the management API), are kept before being asked again.
+OIDC_DISCOVERY_TTL = env_float("OIDC_DISCOVERY_TTL", 300.0)
+OIDC_TOKEN_CACHE_TTL = env_float("OIDC_TOKEN_CACHE_TTL", 60.0)
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0, minimum=0.1)  # seconds per call to the identity provider
+# Username and password sign-in: on in the embedded profile, off in production unless set.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", EMBEDDED)
+
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
@@ -193,12 +225,21 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
+ACCOUNT_ADAPTER = "gateway.sso.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "gateway.sso.SocialAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_UNIQUE_EMAIL = False  # pre-provisioned users are linked by verified email (gateway/sso.py), not refused
 SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by email is ours (gateway/sso.py), with its own rules
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_OPENID_CONNECT_URL_PREFIX = "oidc"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not EMBEDDED and env_bool("SECURE_COOKIES", True)

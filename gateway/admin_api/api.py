@@ -21,6 +21,8 @@ from gateway.admin_api import (
     projects,
     providers,
     request_logs,
+    role_mappings,
+    users,
 )
 from gateway.admin_api.auth import AdminTokenAuth
 
@@ -38,7 +40,9 @@ api = ManagementAPI(
     title="Symbiosis Gateway management API",
     version="1",
     description="Manage business units, projects, members, providers, models and virtual keys. "
-    "Authenticate with `Authorization: Bearer <token>` (create one with `manage.py issue_admin_token`).",
+    "Authenticate with `Authorization: Bearer <token>`: an admin token (create one with "
+    "`manage.py issue_admin_token`) or, when single sign-on is configured, an access token the identity "
+    "provider issued to an administrator.",
     urls_namespace="admin_api",
     auth=AdminTokenAuth(),
     docs=Swagger(),
@@ -52,6 +56,8 @@ api.add_router("/providers", providers.router)
 api.add_router("/models", ai_models.router)
 api.add_router("", keys.router)
 api.add_router("/request-logs", request_logs.router)
+api.add_router("/users", users.router)
+api.add_router("/role-mappings", role_mappings.router)
 api.add_router("", guardrails.router)
 # By dotted path: the gateway never imports billing.
 api.add_router("", "billing.budget_api.router")

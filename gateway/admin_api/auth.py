@@ -1,13 +1,17 @@
-"""Bearer admin tokens for the management API (see `manage.py issue_admin_token`)."""
+"""Bearer tokens for the management API: our admin tokens (`manage.py issue_admin_token`) and,
+when single sign-on is configured, access tokens the identity provider issued to an administrator
+(checked at its userinfo endpoint through mozilla-django-oidc, gateway/sso.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.http import HttpRequest
+from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
-from gateway import selectors
+from gateway import selectors, sso
+from gateway.secrets_format import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX
 
 
 class AdminTokenAuth(HttpBearer):
@@ -20,7 +24,15 @@ class AdminTokenAuth(HttpBearer):
         return self.authenticate(request, token.strip())
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        user = selectors.user_for_admin_token(secret=token)
+        if token.startswith(ADMIN_TOKEN_PREFIX):
+            user = selectors.user_for_admin_token(secret=token)
+        elif token.startswith(VIRTUAL_KEY_PREFIX) or len(token) > 8192:
+            user = None  # a virtual key is never an identity-provider token: don't send it there
+        else:
+            try:
+                user = sso.user_for_idp_token(token=token)
+            except sso.IdpUnavailable as exc:
+                raise HttpError(503, f"{exc} Try again, or use an admin token (manage.py issue_admin_token).") from None
         if user is not None:
             request.user = user
         return user

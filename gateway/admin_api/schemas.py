@@ -446,3 +446,58 @@ class RequestLogDetailOut(RequestLogOut):
     response_body: str = Field(description="As the policy kept it; a stream's answer reassembled.")
     bodies_truncated: bool = Field(description="A body was longer than LOG_BODY_MAX_BYTES and was cut.")
     user_agent: str
+
+
+# --- people: users, role mappings, business-unit managers (gateway/identity.py) ---
+
+
+class UserIn(In):
+    username: str = Field(description="Letters, digits and @ . + - _; at most 150 characters.")
+    email: str = Field(description="Links the user to the identity provider's account with this verified email.")
+    password: SecretStr | None = Field(
+        default=None, description="Only where local sign-in is on (LOCAL_LOGIN); otherwise a 400."
+    )
+
+
+class UserRoleOut(Schema):
+    role: Literal["admin", "manager", "developer"]
+    business_unit: int | None = Field(description="Managers: the unit; null for the other roles.")
+    source: Literal["manual", "idp"] = Field(
+        description="idp: granted by a role mapping at sign-in, taken away when the group is gone; "
+        "manual: given here or in the admin, kept whatever the identity provider says."
+    )
+
+
+class UserOut(Schema):
+    id: int
+    username: str
+    email: str
+    is_active: bool
+    has_password: bool = Field(description="Whether the user can sign in locally (when LOCAL_LOGIN is on).")
+    sso_linked: bool = Field(description="Whether the user has signed in through single sign-on.")
+    roles: list[UserRoleOut]
+    date_joined: datetime
+    last_login: datetime | None
+
+
+class RoleMappingIn(In):
+    group: str = Field(description="The group's name exactly as the identity provider sends it in the groups claim.")
+    role: Literal["admin", "manager", "developer"]
+    business_unit: int | None = Field(default=None, description="Required for manager; must be null otherwise.")
+
+
+class RoleMappingOut(Schema):
+    id: int
+    group: str
+    role: str
+    business_unit: int | None = Field(validation_alias="business_unit_id")
+    created_at: datetime
+
+
+class ManagerIn(In):
+    user: int | str = Field(description="A user id (number) or a username (string).")
+
+
+class ManagerOut(Schema):
+    business_unit: int
+    managers: list[str] = Field(description="Usernames of the unit's managers.")

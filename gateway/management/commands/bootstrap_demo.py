@@ -1,4 +1,5 @@
-"""Set up the embedded demo: an admin, a business unit, a project, the demo model and a key.
+"""Set up the embedded demo: an admin, a business unit, a project, the demo model and a key, and a
+portal user `demo` who owns the demo project (its password is printed once, on the first run).
 
 Idempotent: what exists is kept. A new key is issued on every run (keys are shown only once).
 """
@@ -50,6 +51,13 @@ class Command(BaseCommand):
             services.add_member(project=project, user=admin, role="owner")
         if not project.allowed_models.filter(name=DEMO_MODEL).exists():
             raise CommandError("The demo project exists but may not use the demo model; fix it in the admin.")
+        demo_password = None
+        demo = User.objects.filter(username="demo").first()
+        if demo is None:
+            demo_password = secrets.token_urlsafe(12)
+            demo = User.objects.create_user("demo", "demo@localhost", demo_password)  # stored hashed only
+        if not project.memberships.filter(user=demo).exists():
+            services.add_member(project=project, user=demo, role="owner")
         issued = services.create_virtual_key(project=project, name="demo key", created_by=admin)
 
         out = self.stdout.write
@@ -60,6 +68,13 @@ class Command(BaseCommand):
         else:
             out(f"  Admin:   {base_url}/admin/  user 'admin' (password set earlier)")
         out(f"  API key: {issued.secret}  (shown once; a new one is made on each run)")
+        if demo_password:
+            out(f"  Portal:  {base_url}/  user 'demo', password {demo_password}  (shown once)")
+        else:
+            out(
+                f"  Portal:  {base_url}/  user 'demo' (password printed on the first run; "
+                "reset it with: manage.py changepassword demo)"
+            )
         out("")
         out("  Try it:")
         out(f"    curl {base_url}/v1/chat/completions \\")
