@@ -159,7 +159,10 @@ def _name_of(budget: Budget) -> str:
 def _remedy_of(budget: Budget) -> str:
     if budget.scope == Budget.Scope.BUSINESS_UNIT:
         return "Ask a manager of the business unit to raise its budget, or wait for next month."
-    return "Ask for more credit in the portal (or ask your project owner), or wait for next month."
+    if budget.scope == Budget.Scope.KEY:
+        return "Ask a project owner to raise this key's budget, or wait for next month."
+    link = f"{settings.PUBLIC_URL}/requests/credit/new/?project={budget.project_id}"
+    return f"Ask for more credit at {link} (or ask your project owner), or wait for next month."
 
 
 async def caps_for(*, project_id: int, key_id: int, business_unit_id: int | None) -> Caps:

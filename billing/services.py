@@ -160,6 +160,22 @@ def grant_credits(*, project: Project, amount: Any, reason: str, idempotency_key
     A project without a budget gets a hard one with a zero monthly allowance: it then runs on its
     credits. Repeating a key with another project or amount is refused (a conflict, not a retry).
     """
+    return _grant(
+        project=project, amount=amount, reason=reason, idempotency_key=idempotency_key, actor=actor, durable=True
+    )
+
+
+def grant_credits_in_transaction(
+    *, project: Project, amount: Any, reason: str, idempotency_key: str, actor: str = ""
+) -> Granted:
+    """grant_credits inside the caller's transaction (approvals grants with the decision): the
+    same checks and the same idempotency, in a savepoint."""
+    return _grant(
+        project=project, amount=amount, reason=reason, idempotency_key=idempotency_key, actor=actor, durable=False
+    )
+
+
+def _grant(*, project: Project, amount: Any, reason: str, idempotency_key: str, actor: str, durable: bool) -> Granted:
     value = _money(amount, field="amount", allow_zero=False)
     if not idempotency_key or len(idempotency_key) > 150:
         raise ValidationFailed("idempotency_key is required (at most 150 characters).", field="idempotency_key")
@@ -167,7 +183,7 @@ def grant_credits(*, project: Project, amount: Any, reason: str, idempotency_key
         raise ValidationFailed("reason is required: say why the credit is granted.", field="reason")
     stored_key = f"grant:{idempotency_key}"
     try:
-        with transaction.atomic(durable=True):
+        with transaction.atomic(durable=durable):
             if not Budget.objects.filter(scope=Budget.Scope.PROJECT, project=project).exists():
                 Budget.objects.create(scope=Budget.Scope.PROJECT, project=project, monthly_limit=Decimal(0))
             entry = _add(
@@ -182,8 +198,13 @@ def grant_credits(*, project: Project, amount: Any, reason: str, idempotency_key
     except IntegrityError:
         existing = LedgerEntry.objects.filter(idempotency_key=stored_key).first()
         if existing is None:  # the budget row raced with another first grant: try once more
-            return grant_credits(
-                project=project, amount=amount, reason=reason, idempotency_key=idempotency_key, actor=actor
+            return _grant(
+                project=project,
+                amount=amount,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                actor=actor,
+                durable=durable,
             )
         if existing.project_id != project.id or existing.amount != value:
             raise ValidationFailed(

@@ -115,6 +115,33 @@ def create_project(
     log_retention_days: int | None = None,
 ) -> Project:
     """`log_bodies` "" follows the organisation's default (LOG_BODIES); a project may only be stricter."""
+    return create_project_in_transaction(
+        name=name,
+        business_unit=business_unit,
+        allowed_models=allowed_models,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        log_bodies=log_bodies,
+        log_retention_days=log_retention_days,
+    )
+
+
+# The `*_in_transaction` steps are for a service that applies the change inside its own
+# transaction (approvals applies an approved request's effect with the decision): the same checks
+# as the entry point, with plain `atomic` (a savepoint) where the entry point is durable.
+
+
+@transaction.atomic
+def create_project_in_transaction(
+    *,
+    name: str,
+    business_unit: BusinessUnit,
+    allowed_models: Iterable[str] = (),
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    log_bodies: str = "",
+    log_retention_days: int | None = None,
+) -> Project:
     project = Project(name=name.strip(), business_unit=business_unit, rpm_limit=rpm_limit, tpm_limit=tpm_limit)
     project.log_bodies = _checked_log_bodies(log_bodies)
     project.log_retention_days = _checked_retention(log_retention_days)
@@ -164,7 +191,21 @@ def delete_project(*, project: Project) -> None:
 
 @transaction.atomic(durable=True)
 def add_member(*, project: Project, user: AbstractBaseUser, role: str = Membership.Role.MEMBER) -> Membership:
+    return add_member_in_transaction(project=project, user=user, role=role)
+
+
+@transaction.atomic
+def add_member_in_transaction(
+    *, project: Project, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
+) -> Membership:
     return _save(Membership(project=project, user=user, role=role))
+
+
+@transaction.atomic
+def allow_model_in_transaction(*, project: Project, model: Model) -> None:
+    """Add one model to a project's allow-list (no change if it is there already)."""
+    project.allowed_models.add(model)
+    publish_catalog_change()
 
 
 @transaction.atomic(durable=True)
@@ -620,6 +661,11 @@ def notify(
     ]
     Notification.objects.bulk_create(rows)
     return len(rows)
+
+
+def mark_notifications_read(*, user: AbstractBaseUser) -> int:
+    """Mark every unread notification of `user` read (the portal's "mark all read"). Returns how many."""
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
 
 
 # --- request-log policy and retention ---

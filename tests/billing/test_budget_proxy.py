@@ -8,6 +8,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from billing import budget, services
 from billing.models import LedgerEntry
@@ -82,6 +83,8 @@ def test_request_over_the_budget_gets_insufficient_quota_and_never_reaches_the_u
     error = refused.value.body
     assert error["code"] == "insufficient_quota" and error["type"] == "insufficient_quota"
     assert "project 'Shop'" in error["message"] and "credit" in error["message"]
+    # the remedy links to the credit form, prefilled with the project
+    assert f"{settings.PUBLIC_URL}/requests/credit/new/?project={priced.project.id} " in error["message"]
     assert upstream.state.requests == []
     [row] = logged(1)
     assert (row.status_code, row.error_code) == (429, "insufficient_quota")
@@ -113,6 +116,7 @@ def test_key_cap_refuses_the_key_but_not_its_project(priced, live_gateway, upstr
     refused = _post(live_gateway, priced.secret, max_tokens=50)
 
     assert refused.status_code == 429 and "API key" in refused.json()["error"]["message"]
+    assert "raise this key's budget" in refused.json()["error"]["message"]
     assert _post(live_gateway, other.secret, max_tokens=50).status_code == 200
 
 

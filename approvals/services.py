@@ -1,0 +1,414 @@
+"""Writes of the approvals workflow: file a request, decide it, cancel it, expire it.
+
+The state machine (one per request, access or credit):
+
+    (new) -> pending                      file_*: by the requester (portal or API)
+    pending -> approved | denied          decide_request: by an approver (portal, email link, API)
+    pending -> auto_approved | auto_denied  decide_by_rule: by a rule (issue 12)
+    pending -> cancelled                  cancel_request: by the requester only
+    pending -> expired                    expire_request: by the clock (a periodic task, issue 12)
+
+Nothing leaves a final state. Every transition is one RequestEvent (from, to, actor, via, reason,
+at). A request leaves `pending` exactly once: the row is locked (select_for_update) and the state
+changed with a conditional UPDATE (`WHERE state = 'pending'`), so two approvers clicking at the
+same moment make one decision; the other gets AlreadyDecided. An approval's effect (membership,
+project, allow-list, ledger grant) is applied in the same transaction as the decision: both
+happen or neither. People are notified after commit (`transaction.on_commit`): a rolled-back
+decision tells nobody. `notify_approvers` and `notify_requester` take ids, so the Celery tasks
+of issue 12 can call them (and send mail) unchanged.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals import selectors
+from approvals.errors import AlreadyDecided, ApprovalError, DuplicateRequest, NotAllowed
+from approvals.models import (
+    MAX_PROJECT_NAME,
+    MAX_REASON,
+    AccessRequest,
+    CreditRequest,
+    RequestEvent,
+    State,
+    Via,
+)
+from approvals.selectors import AnyRequest
+from billing import services as billing_services
+from gateway import services as gateway_services
+from gateway.models import BusinessUnit, Membership, Model, Project
+from gateway.money import parse_amount
+from gateway.selectors import NotVisible, visible_projects
+
+FINAL_LABELS = {
+    State.APPROVED: "approved",
+    State.AUTO_APPROVED: "approved by a rule",
+    State.DENIED: "denied",
+    State.AUTO_DENIED: "denied by a rule",
+    State.CANCELLED: "cancelled",
+    State.EXPIRED: "expired",
+}
+
+
+def _text(value: Any, *, field: str, required: bool, limit: int = MAX_REASON, what: str = "") -> str:
+    """Free text from outside: a string, stripped, without NUL bytes, at most `limit` characters."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ApprovalError(f"{field} must be text.", field=field)
+    if "\x00" in value:
+        raise ApprovalError(f"{field} must not contain NUL characters.", field=field)
+    value = value.strip()
+    if required and not value:
+        raise ApprovalError(what or f"{field} is required.", field=field)
+    if len(value) > limit:
+        raise ApprovalError(f"{field} is too long: at most {limit} characters (it has {len(value)}).", field=field)
+    return value
+
+
+def _reason(value: Any) -> str:
+    return _text(value, field="reason", required=True, what="Say why you need it: the approver reads this first.")
+
+
+def _via(value: str) -> str:
+    if value not in Via.values:
+        raise ApprovalError(f"via must be one of {', '.join(Via.values)}.", field="via")
+    return value
+
+
+def _record(
+    request: AnyRequest, *, from_state: str, to_state: str, actor: AbstractBaseUser | None, via: str, reason: str = ""
+) -> RequestEvent:
+    target = {"credit_request": request} if isinstance(request, CreditRequest) else {"access_request": request}
+    return RequestEvent.objects.create(
+        **target, from_state=from_state, to_state=to_state, actor=actor, via=via, reason=reason
+    )
+
+
+def _filed(request: AnyRequest, *, via: str, duplicate: str) -> AnyRequest:
+    """Save a new pending request and its first event; tell its approvers after commit."""
+    try:
+        with transaction.atomic(durable=True):
+            request.save()
+            _record(request, from_state="", to_state=State.PENDING, actor=request.requester, via=via)
+    except IntegrityError:
+        # Two submissions raced past the check below: the partial unique index kept one.
+        raise DuplicateRequest(duplicate) from None
+    kind, request_id = request.KIND, request.pk
+    transaction.on_commit(lambda: notify_approvers(kind=kind, request_id=request_id))
+    return request
+
+
+# --- filing ---
+
+
+def file_join_request(*, user: AbstractBaseUser, project: Project, reason: Any, via: str = Via.PORTAL) -> AccessRequest:
+    """Ask to become a member of `project` (its owners decide; without owners, its unit's managers)."""
+    reason, via = _reason(reason), _via(via)
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise ApprovalError(f"You are already a member of {project}.", field="project")
+    duplicate = f"You already asked to join {project}; that request is pending. Cancel it to ask again."
+    if AccessRequest.objects.filter(
+        requester=user, kind=AccessRequest.Kind.JOIN, project=project, state=State.PENDING
+    ).exists():
+        raise DuplicateRequest(duplicate, field="project")
+    request = AccessRequest(requester=user, kind=AccessRequest.Kind.JOIN, project=project, reason=reason)
+    return _filed(request, via=via, duplicate=duplicate)
+
+
+def file_new_project_request(
+    *, user: AbstractBaseUser, business_unit: BusinessUnit, name: Any, reason: Any, via: str = Via.PORTAL
+) -> AccessRequest:
+    """Ask for a new project in `business_unit`, with the requester as its owner (the unit's
+    managers decide)."""
+    reason, via = _reason(reason), _via(via)
+    name = _text(name, field="name", required=True, limit=MAX_PROJECT_NAME, what="Give the project a name.")
+    if Project.objects.filter(business_unit=business_unit, name__iexact=name).exists():
+        raise ApprovalError(
+            f"{business_unit} already has a project named {name}: ask to join it, or choose another name.",
+            field="name",
+        )
+    duplicate = f"You already asked for a project named {name} in {business_unit}; that request is pending."
+    if AccessRequest.objects.filter(
+        requester=user,
+        kind=AccessRequest.Kind.NEW_PROJECT,
+        business_unit=business_unit,
+        new_project_name__iexact=name,
+        state=State.PENDING,
+    ).exists():
+        raise DuplicateRequest(duplicate, field="name")
+    request = AccessRequest(
+        requester=user,
+        kind=AccessRequest.Kind.NEW_PROJECT,
+        business_unit=business_unit,
+        new_project_name=name,
+        reason=reason,
+    )
+    return _filed(request, via=via, duplicate=duplicate)
+
+
+def file_model_request(
+    *, user: AbstractBaseUser, project: Project, model: Model, reason: Any, via: str = Via.PORTAL
+) -> AccessRequest:
+    """Ask for `model` to be added to the allow-list of `project`, a project the user may see
+    (administrators decide)."""
+    reason, via = _reason(reason), _via(via)
+    if not visible_projects(user=user).filter(id=project.id).exists():
+        raise NotVisible("No such project.", field="project")
+    if not selectors.requestable_models().filter(id=model.id).exists():
+        raise ApprovalError(f"{model} is not offered by the gateway at the moment.", field="model")
+    if project.allowed_models.filter(id=model.id).exists():
+        raise ApprovalError(f"{project} may already use {model}.", field="model")
+    duplicate = f"You already asked for {model} in {project}; that request is pending."
+    if AccessRequest.objects.filter(
+        requester=user, kind=AccessRequest.Kind.MODEL, project=project, model=model, state=State.PENDING
+    ).exists():
+        raise DuplicateRequest(duplicate, field="model")
+    request = AccessRequest(requester=user, kind=AccessRequest.Kind.MODEL, project=project, model=model, reason=reason)
+    return _filed(request, via=via, duplicate=duplicate)
+
+
+def parse_credit_amount(value: Any) -> Decimal:
+    """A credit amount: more than zero, at most two decimals, below 10^10 (the column's range)."""
+    return parse_amount(value, field="amount", column=CreditRequest._meta.get_field("amount"), allow_zero=False)
+
+
+def file_credit_request(
+    *, user: AbstractBaseUser, project: Project, amount: Any, reason: Any, via: str = Via.PORTAL
+) -> CreditRequest:
+    """Ask for `amount` (BILLING_CURRENCY) of credit for `project`, a project the user may see
+    (its unit's managers decide)."""
+    value = parse_credit_amount(amount)
+    reason, via = _reason(reason), _via(via)
+    if not visible_projects(user=user).filter(id=project.id).exists():
+        raise NotVisible("No such project.", field="project")
+    duplicate = (
+        f"You already have a pending credit request for {project}. Cancel it first to ask for a different amount."
+    )
+    if CreditRequest.objects.filter(requester=user, project=project, state=State.PENDING).exists():
+        raise DuplicateRequest(duplicate, field="project")
+    request = CreditRequest(
+        requester=user, project=project, amount=value, currency=settings.BILLING_CURRENCY, reason=reason
+    )
+    return _filed(request, via=via, duplicate=duplicate)
+
+
+# --- leaving the pending state ---
+
+
+def _locked(kind: str, request_id: int) -> AnyRequest:
+    table = selectors.table_of(kind)
+    request = (
+        table.objects.select_for_update(of=("self",))
+        .select_related("project__business_unit")
+        .filter(pk=request_id)
+        .first()
+    )
+    if request is None:
+        raise NotVisible("No such request.", field="request")
+    return request
+
+
+def _still_pending(request: AnyRequest) -> None:
+    if request.state != State.PENDING:
+        raise AlreadyDecided(
+            f"This request was already {FINAL_LABELS.get(request.state, request.state)}; nothing was changed.",
+            field="state",
+        )
+
+
+def _leave_pending(request: AnyRequest, *, to: str, actor: AbstractBaseUser | None, via: str, reason: str) -> None:
+    """Move a locked, pending request to `to` with one conditional UPDATE, and record the event."""
+    now = timezone.now()
+    changed = (
+        type(request)
+        .objects.filter(pk=request.pk, state=State.PENDING)
+        .update(state=to, decided_at=now, decided_by=actor, decided_via=via, decision_comment=reason)
+    )
+    if changed != 1:  # only without row locks (SQLite): the UPDATE is the arbiter
+        request.refresh_from_db(fields=["state"])
+        _still_pending(request)
+    request.state, request.decided_at, request.decided_by, request.decided_via = to, now, actor, via
+    request.decision_comment = reason
+    _record(request, from_state=State.PENDING, to_state=to, actor=actor, via=via, reason=reason)
+
+
+def _apply(request: AnyRequest, *, actor: str) -> None:
+    """The approved request's effect, inside the decision's transaction."""
+    if isinstance(request, CreditRequest):
+        billing_services.grant_credits_in_transaction(
+            project=request.project,
+            amount=request.amount,
+            reason=f"Credit request #{request.pk}: {request.reason}"[:500],
+            idempotency_key=f"credit-request:{request.pk}",  # a retried apply grants once
+            actor=actor,
+        )
+        return
+    Kind = AccessRequest.Kind
+    if request.kind == Kind.JOIN:
+        if not Membership.objects.filter(project=request.project, user_id=request.requester_id).exists():
+            gateway_services.add_member_in_transaction(project=request.project, user=request.requester)
+    elif request.kind == Kind.NEW_PROJECT:
+        unit, name = request.business_unit, request.new_project_name
+        if Project.objects.filter(business_unit=unit, name__iexact=name).exists():
+            raise ApprovalError(
+                f"{unit} already has a project named {name} (created since this request was filed). "
+                "Deny this request and tell the requester to ask to join it or to choose another name.",
+                field="name",
+            )
+        project = gateway_services.create_project_in_transaction(name=name, business_unit=unit)
+        gateway_services.add_member_in_transaction(project=project, user=request.requester, role=Membership.Role.OWNER)
+        request.created_project = project
+        request.save(update_fields=["created_project"])
+    else:
+        gateway_services.allow_model_in_transaction(project=request.project, model=request.model)
+
+
+def _after_decision(request: AnyRequest) -> None:
+    kind, request_id = request.KIND, request.pk
+    transaction.on_commit(lambda: notify_requester(kind=kind, request_id=request_id))
+
+
+def decide_request(
+    *,
+    kind: str,
+    request_id: int,
+    by: AbstractBaseUser,
+    approve: bool,
+    comment: Any = "",
+    via: str = Via.PORTAL,
+) -> AnyRequest:
+    """Approve or deny a pending request as `by`, one of its approvers (or an administrator).
+
+    A denial needs a comment (the requester is told why). Raises NotVisible if `by` may not see
+    the request, NotAllowed if they may see but not decide it (their own, not an approver),
+    AlreadyDecided if it has left the pending state, ApprovalError if the effect cannot be applied
+    (then nothing changed)."""
+    comment = _text(
+        comment,
+        field="comment",
+        required=not approve,
+        what="Say why you deny it, so the requester knows what to do next.",
+    )
+    via = _via(via)
+    with transaction.atomic(durable=True):
+        request = _locked(kind, request_id)
+        selectors.get_request_for_user(user=by, kind=kind, request_id=request.pk)  # NotVisible
+        _still_pending(request)
+        if request.requester_id == by.pk:
+            raise NotAllowed("You cannot decide your own request; another approver will.", field="request")
+        if not selectors.can_decide(user=by, request=request):
+            raise NotAllowed(
+                f"Only {selectors.approvers_label(request)} (or an administrator) may decide this request.",
+                field="request",
+            )
+        to = State.APPROVED if approve else State.DENIED
+        _leave_pending(request, to=to, actor=by, via=via, reason=comment)
+        if approve:
+            _apply(request, actor=by.get_username())
+        _after_decision(request)
+    return request
+
+
+def approve_request(
+    *, kind: str, request_id: int, by: AbstractBaseUser, comment: Any = "", via: str = Via.PORTAL
+) -> AnyRequest:
+    return decide_request(kind=kind, request_id=request_id, by=by, approve=True, comment=comment, via=via)
+
+
+def deny_request(
+    *, kind: str, request_id: int, by: AbstractBaseUser, comment: Any, via: str = Via.PORTAL
+) -> AnyRequest:
+    return decide_request(kind=kind, request_id=request_id, by=by, approve=False, comment=comment, via=via)
+
+
+def decide_by_rule(*, kind: str, request_id: int, approve: bool, rule: str, explanation: Any) -> AnyRequest:
+    """A rule's decision (issue 12): auto_approved (effect applied) or auto_denied, explained
+    ("approved by rule X because ..."), with no actor."""
+    explanation = _text(explanation, field="explanation", required=True)
+    with transaction.atomic(durable=True):
+        request = _locked(kind, request_id)
+        _still_pending(request)
+        to = State.AUTO_APPROVED if approve else State.AUTO_DENIED
+        _leave_pending(request, to=to, actor=None, via=Via.RULE, reason=explanation)
+        if approve:
+            _apply(request, actor=f"rule:{rule}"[:150])
+        _after_decision(request)
+    return request
+
+
+def cancel_request(*, kind: str, request_id: int, by: AbstractBaseUser, reason: Any = "") -> AnyRequest:
+    """The requester withdraws their pending request. Nobody else may cancel it."""
+    reason = _text(reason, field="reason", required=False)
+    with transaction.atomic(durable=True):
+        request = _locked(kind, request_id)
+        selectors.get_request_for_user(user=by, kind=kind, request_id=request.pk)  # NotVisible
+        if request.requester_id != by.pk:
+            raise NotAllowed("Only the person who asked may cancel a request.", field="request")
+        _still_pending(request)
+        _leave_pending(request, to=State.CANCELLED, actor=by, via=Via.PORTAL, reason=reason)
+    return request
+
+
+def expire_request(*, kind: str, request_id: int, reason: str = "No decision in time.") -> AnyRequest:
+    """The clock ends a request nobody decided (the periodic task of issue 12 calls this). The
+    requester is told."""
+    with transaction.atomic(durable=True):
+        request = _locked(kind, request_id)
+        _still_pending(request)
+        _leave_pending(request, to=State.EXPIRED, actor=None, via=Via.SYSTEM, reason=reason[:MAX_REASON])
+        _after_decision(request)
+    return request
+
+
+# --- notifications (after commit; issue 12's tasks call these and add mail) ---
+
+
+def _describe(request: AnyRequest) -> str:
+    if isinstance(request, CreditRequest):
+        return f"{request.amount} {request.currency} of credit for {request.project}"
+    Kind = AccessRequest.Kind
+    if request.kind == Kind.JOIN:
+        return f"to join {request.project}"
+    if request.kind == Kind.NEW_PROJECT:
+        return f"a new project {request.new_project_name} in {request.business_unit}"
+    return f"{request.model} in {request.project}"
+
+
+def notify_approvers(*, kind: str, request_id: int) -> int:
+    """Tell each approver of a pending request that it waits for them (a portal notification)."""
+    request = selectors.table_of(kind).objects.filter(pk=request_id).first()
+    if request is None or request.state != State.PENDING:
+        return 0
+    who = request.requester.get_full_name() or request.requester.get_username()
+    return gateway_services.notify(
+        users=selectors.approvers_of(request),
+        kind="approval_requested",
+        title=f"{who} asks for {_describe(request)}"[:200],
+        body=request.reason,
+        link=selectors.request_path(request),
+        project_id=request.project_id,
+    )
+
+
+def notify_requester(*, kind: str, request_id: int) -> int:
+    """Tell the requester how their request ended (approved, denied, expired, by a rule)."""
+    request = selectors.table_of(kind).objects.filter(pk=request_id).first()
+    if request is None or request.state in (State.PENDING, State.CANCELLED):
+        return 0
+    outcome = FINAL_LABELS.get(request.state, request.state)
+    project_id = request.project_id or getattr(request, "created_project_id", None)
+    return gateway_services.notify(
+        users=[request.requester],
+        kind=f"request_{request.state}",
+        title=f"Your request for {_describe(request)} was {outcome}"[:200],
+        body=request.decision_comment,
+        link=selectors.request_path(request),
+        project_id=project_id,
+    )
