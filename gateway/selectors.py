@@ -12,8 +12,9 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections, connection
-from django.db.models import BooleanField, F, Prefetch, Q, QuerySet, Value
+from django.db.models import BooleanField, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from gateway import crypto, guardrail_policy, health_state, log_bodies
 from gateway.errors import ValidationFailed
@@ -24,6 +25,7 @@ from gateway.models import (
     GuardrailPolicy,
     Membership,
     Model,
+    Notification,
     Project,
     Provider,
     RequestLog,
@@ -275,6 +277,7 @@ _BODY_SEARCH = "to_tsvector('simple'::regconfig, request_body || ' ' || response
 class LogPage:
     rows: list[RequestLog]
     next_cursor: str | None  # None: this is the last page
+    newer_cursor: str | None = None  # for `newer`: None when no newer rows were there (the newest page)
 
 
 def request_log_page(
@@ -288,6 +291,7 @@ def request_log_page(
     end: datetime | None = None,
     text: str | None = None,
     cursor: str | None = None,
+    newer: str | None = None,
     limit: int = 50,
 ) -> LogPage:
     """Request-log rows, newest first, without their bodies (see `request_log`).
@@ -299,7 +303,8 @@ def request_log_page(
     of migration 0007, all the words in any order; elsewhere a substring); its cost grows with
     the rows that match within the other filters. Pages are keyset pages on (created_at, id):
     `cursor` is the previous page's `next_cursor`, and a page costs the same at row ten million
-    as at row ten. Invalid input raises ValidationFailed naming the field."""
+    as at row ten. `newer` (instead of `cursor`) is a page's `newer_cursor`: the page of rows just
+    newer than it, still newest first. Invalid input raises ValidationFailed naming the field."""
     if not 1 <= limit <= REQUEST_LOG_PAGE_MAX:
         raise ValidationFailed(f"limit must be between 1 and {REQUEST_LOG_PAGE_MAX}.", field="limit")
     rows = RequestLog.objects.defer("request_body", "response_body").order_by("-created_at", "-id")
@@ -324,9 +329,28 @@ def request_log_page(
         at, last_id = _decode_cursor(cursor)
         # (created_at, id) < (at, last_id), written so an index on created_at bounds the scan
         rows = rows.filter(Q(created_at__lt=at) | Q(id__lt=last_id), created_at__lte=at)
+    elif newer:
+        at, last_id = _decode_cursor(newer)
+        rows = rows.filter(Q(created_at__gt=at) | Q(id__gt=last_id), created_at__gte=at).reverse()
+        found = list(rows[: limit + 1])
+        page = found[:limit][::-1]
+        return LogPage(
+            rows=page,
+            next_cursor=_encode_cursor(page[-1]) if page else None,
+            newer_cursor=_encode_cursor(page[0]) if len(found) > limit else None,
+        )
     found = list(rows[: limit + 1])
     page = found[:limit]
-    return LogPage(rows=page, next_cursor=_encode_cursor(page[-1]) if len(found) > limit else None)
+    return LogPage(
+        rows=page,
+        next_cursor=_encode_cursor(page[-1]) if len(found) > limit else None,
+        newer_cursor=_encode_cursor(page[0]) if cursor and page else None,
+    )
+
+
+def list_keys_of_projects(*, project_ids: Iterable[int]) -> QuerySet[VirtualKey]:
+    """The keys of these projects (the log browser's key filter), by project then name."""
+    return VirtualKey.objects.filter(project_id__in=list(project_ids)).order_by("project_id", "name", "id")
 
 
 def request_log(*, request_id: str) -> RequestLog | None:
@@ -406,6 +430,119 @@ def guardrail_policies(
         else:
             own = _policy_of(row)
     return own, floor, guardrail_policy.effective(floor, own)
+
+
+# --- the portal's pages: keys, notifications, the model catalogue ---
+
+KEY_EXPIRING_SOON = timedelta(days=7)
+
+
+def key_status(key: VirtualKey, *, now: datetime) -> str:
+    """ "revoked", "expired", "expiring" (within a week, e.g. the old key of a rotation) or "active"."""
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.is_expired(now):
+        return "expired"
+    if key.expires_at is not None and key.expires_at - now <= KEY_EXPIRING_SOON:
+        return "expiring"
+    return "active"
+
+
+def project_keys(*, project: Project, now: datetime | None = None) -> list[VirtualKey]:
+    """A project's keys, newest first, each with `status` (see key_status), `last_used_at` (its
+    newest request-log row, read through the (key, created_at) index), its creator and its own
+    models (empty: every model of the project). Three queries however many keys."""
+    now = now or timezone.now()
+    last_used = RequestLog.objects.filter(key_id=OuterRef("pk")).order_by("-created_at", "-id").values("created_at")
+    keys = list(
+        project.keys.select_related("created_by")
+        .prefetch_related(Prefetch("allowed_models", queryset=Model.objects.order_by("name")))
+        .annotate(last_used_at=Subquery(last_used[:1]))
+        .order_by("-created_at", "-id")
+    )
+    for key in keys:
+        key.status = key_status(key, now=now)
+    return keys
+
+
+def member_projects(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """The projects a person works with: those they are a member of and those of the units they
+    manage (administrators see every project, but their dashboard shows only these)."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    return (
+        Project.objects.select_related("business_unit")
+        .filter(
+            Q(id__in=Membership.objects.filter(user=user).values("project_id"))
+            | Q(business_unit__in=BusinessUnit.objects.filter(managers=user).values("id"))
+        )
+        .order_by("name", "id")
+    )
+
+
+def notifications_for(*, user: AbstractBaseUser, limit: int = 8) -> tuple[list[Notification], int]:
+    """A person's latest notifications, unread first, and how many are unread."""
+    rows = Notification.objects.filter(user=user)
+    latest = list(rows.order_by(F("read_at").desc(nulls_first=True), "-created_at", "-id")[:limit])
+    return latest, rows.filter(read_at__isnull=True).count()
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One approved model as the portal's catalogue shows it. Prices (per million tokens) are those
+    of the deployment tried first; `health` is the best state among its approved deployments
+    ("healthy", "degraded", or "open" when every circuit is open)."""
+
+    model: Model
+    providers: list[str]  # the kinds of provider that serve it, as short labels ("OpenAI-compatible")
+    input_price: Decimal | None
+    output_price: Decimal | None
+    cached_input_price: Decimal | None
+    health: str
+    last_error: str
+    projects: list[Project]  # the user's projects that may use it
+
+
+HEALTH_ORDER = {"healthy": 0, "degraded": 1, "open": 2}
+
+
+def approved_catalogue(*, user: AbstractBaseUser) -> list[CatalogueEntry]:
+    """Enabled models with at least one enabled deployment on an approved provider, with the
+    user's visible projects allowed to use each. Three queries and one cache read."""
+    serving = (
+        Deployment.objects.filter(enabled=True, provider__approved=True)
+        .select_related("provider")
+        .order_by("priority", "id")
+    )
+    models = list(
+        Model.objects.filter(enabled=True, deployments__in=serving)
+        .distinct()
+        .order_by("name")
+        .prefetch_related(
+            Prefetch("deployments", queryset=serving, to_attr="serving"),
+            Prefetch("projects", queryset=visible_projects(user=user), to_attr="usable_by"),
+        )
+    )
+    health = health_state.deployment_health(deployment_ids=[d.id for m in models for d in m.serving])
+    entries = []
+    for model in models:
+        first = model.serving[0]
+        states = [health[d.id] for d in model.serving]
+        best = min(states, key=lambda h: HEALTH_ORDER.get(h.get("state", "healthy"), 1))
+        worst_error = next((h.get("last_error") for h in states if h.get("last_error")), "")
+        entries.append(
+            CatalogueEntry(
+                model=model,
+                providers=sorted({d.provider.get_kind_display().split(" (")[0] for d in model.serving}),
+                input_price=first.input_price,
+                output_price=first.output_price,
+                cached_input_price=first.cached_input_price,
+                health=best.get("state", "healthy"),
+                last_error=worst_error or "",
+                projects=model.usable_by,
+            )
+        )
+    return entries
 
 
 # --- who may see what (the portal's permission rules live here, not in its templates) ---

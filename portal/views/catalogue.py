@@ -1,7 +1,18 @@
-"""Placeholder: this area of the portal is being built (replaced by its real views)."""
+"""The model catalogue: the approved models, their providers, context windows, prices and health,
+and which of my projects may use each."""
 
-from django.http import Http404, HttpRequest, HttpResponse
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from gateway import selectors
+from portal.views.common import portal_view, render_page
 
 
-def models(request: HttpRequest, **kwargs: object) -> HttpResponse:
-    raise Http404("not built yet")
+@portal_view
+@require_GET
+def models(request: HttpRequest) -> HttpResponse:
+    entries = selectors.approved_catalogue(user=request.user)
+    return render_page(request, "portal/models.html", {"entries": entries, "currency": settings.BILLING_CURRENCY})

@@ -112,7 +112,8 @@
       series: series,
       legend: { show: !spark },
       cursor: { show: !spark, points: { show: !spark } },
-      scales: { x: { time: true } },
+      // counts and money start at zero, so a bar's height is its value (not its distance from the minimum)
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.08 : 1]; } } },
       axes: spark
         ? [{ show: false }, { show: false }]
         : [
