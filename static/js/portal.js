@@ -110,7 +110,7 @@
       width: width,
       height: height,
       series: series,
-      legend: { show: !spark },
+      legend: { show: !spark && data.series.length > 1 },
       cursor: { show: !spark, points: { show: !spark } },
       // counts and money start at zero, so a bar's height is its value (not its distance from the minimum)
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.08 : 1]; } } },
