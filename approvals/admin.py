@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from approvals.models import AccessRequest, CreditRequest, RequestEvent
+from approvals import rules
+from approvals.models import AccessRequest, ApprovalRule, CreditRequest, RequestEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,3 +93,30 @@ class RequestEventAdmin(ReadOnlyAdmin):
     list_filter = ("to_state", "via")
     list_select_related = ("access_request", "credit_request", "actor")
     date_hierarchy = "at"
+
+
+@admin.register(ApprovalRule)
+class ApprovalRuleAdmin(admin.ModelAdmin):
+    """Rules are edited here or through /api/v1/approval-rules; approvals/rules.py says what they
+    mean. The model's checks (amounts only for credit, ...) refuse contradictory rules."""
+
+    list_display = ("name", "enabled", "priority", "action", "applies_to", "business_unit", "summary")
+    list_display_links = ("name",)
+    list_editable = ("enabled", "priority")
+    list_filter = ("enabled", "action", "applies_to", "business_unit")
+    list_select_related = ("business_unit",)
+    search_fields = ("name", "description", "idp_groups")
+    ordering = ("priority", "id")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "enabled", "priority", "action", "applies_to", "business_unit")}),
+        (
+            "Conditions (all must hold; an empty one always does)",
+            {
+                "fields": ("max_amount", "monthly_cap", "unit_budget", "idp_groups"),
+            },
+        ),
+    )
+
+    @admin.display(description="What it does")
+    def summary(self, rule: ApprovalRule) -> str:
+        return rules.describe(rule)

@@ -55,6 +55,9 @@ class RequestBase(models.Model):
     )
     decided_via = models.CharField(max_length=10, choices=Via.choices, blank=True)
     decision_comment = models.TextField(max_length=MAX_REASON, blank=True)
+    # The clock's steps while pending (approvals/tasks.py): each is taken once, then recorded here.
+    reminded_at = models.DateTimeField(null=True, blank=True, help_text="When its approvers were reminded.")
+    escalated_at = models.DateTimeField(null=True, blank=True, help_text="When it was escalated to the administrators.")
 
     class Meta:
         abstract = True
@@ -188,3 +191,129 @@ class RequestEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or 'new'} -> {self.to_state} ({self.via})"
+
+
+class MailStep(models.TextChoices):
+    """Why a mail of the workflow was sent (approvals/mail.py)."""
+
+    FILED = "filed", "To the approvers: a new request"
+    REMINDER = "reminder", "To the approvers: a reminder"
+    ESCALATED = "escalated", "To the administrators: escalated (and to the requester: it was)"
+    REMINDED = "reminded", "To the requester: the approvers were reminded"
+    DECIDED = "decided", "To the requester: how it ended"
+
+
+class SentMail(models.Model):
+    """One mail of the workflow that went out: which request, which step, to whom. A task that
+    is retried or delivered twice finds the row and sends nothing again (approvals/mail.py)."""
+
+    key = models.CharField(max_length=120, unique=True, help_text="kind:request id:step:user id")
+    to = models.EmailField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.to}"
+
+
+class ApprovalRule(models.Model):
+    """A rule that decides routine requests as soon as they are filed (approvals/rules.py).
+
+    Enabled rules are tried in order (priority, then id); the first whose conditions all hold
+    decides: it approves (auto_approved, the effect applied) or denies (auto_denied), and the
+    decision comment says which rule and why. When none holds the request waits for a person.
+    A condition left empty always holds.
+    """
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        DENY = "deny", "Deny"
+
+    class AppliesTo(models.TextChoices):
+        CREDIT = "credit", "Credit requests"
+        JOIN = "join", "Requests to join a project"
+        NEW_PROJECT = "new_project", "Requests for a new project"
+        MODEL = "model", "Requests for a model"
+
+    class UnitBudget(models.TextChoices):
+        ANY = "any", "Whatever the unit's budget"
+        HEADROOM = "headroom", "The unit's monthly cap has room (for the amount, for credit)"
+        OVER = "over", "The unit has spent its monthly cap"
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(max_length=MAX_REASON, blank=True, help_text="For people; not used by the rule.")
+    enabled = models.BooleanField(default=True)
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower runs first; the first rule that holds decides."
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    applies_to = models.CharField(max_length=12, choices=AppliesTo.choices)
+    business_unit = models.ForeignKey(
+        "gateway.BusinessUnit",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval_rules",
+        help_text="Only requests in this unit (empty: every unit).",
+    )
+    max_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Credit only: holds for amounts up to this (required to approve credit).",
+    )
+    monthly_cap = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Credit approvals only: holds while the project's auto-approved credit this month, "
+        "this request included, stays at or under this.",
+    )
+    unit_budget = models.CharField(max_length=8, choices=UnitBudget.choices, default=UnitBudget.ANY)
+    idp_groups = models.TextField(
+        max_length=MAX_REASON,
+        blank=True,
+        help_text="Holds when the requester was in one of these identity-provider groups at their last "
+        "SSO sign-in: one name per line, exactly as the IdP sends it (empty: anyone).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.CheckConstraint(
+                name="approval_rule_amounts_only_for_credit",
+                condition=Q(applies_to="credit") | Q(max_amount__isnull=True, monthly_cap__isnull=True),
+                violation_error_message="Only credit rules have a maximum amount or a monthly cap.",
+            ),
+            models.CheckConstraint(
+                name="approval_rule_cap_only_to_approve",
+                condition=Q(action="approve") | Q(monthly_cap__isnull=True),
+                violation_error_message="A monthly cap limits what rules approve: only approving rules have one.",
+            ),
+            models.CheckConstraint(
+                name="approval_rule_credit_approval_has_max_amount",
+                condition=~Q(action="approve", applies_to="credit") | Q(max_amount__isnull=False),
+                violation_error_message="A rule that approves credit needs a maximum amount.",
+            ),
+            models.CheckConstraint(
+                name="approval_rule_amounts_positive",
+                condition=(Q(max_amount__isnull=True) | Q(max_amount__gt=0))
+                & (Q(monthly_cap__isnull=True) | Q(monthly_cap__gt=0)),
+                violation_error_message="The maximum amount and the monthly cap must be more than zero.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def group_names(self) -> list[str]:
+        """The IdP groups, one per line (names may hold commas: LDAP DNs), in the order written,
+        without blanks or duplicates."""
+        return list(dict.fromkeys(line.strip() for line in self.idp_groups.splitlines() if line.strip()))

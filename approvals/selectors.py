@@ -71,6 +71,11 @@ def _administrators() -> QuerySet[Any]:
     return User.objects.filter(is_superuser=True, is_active=True)
 
 
+def administrators() -> QuerySet[Any]:
+    """The active administrators (superusers): the last approvers, and where requests escalate to."""
+    return _administrators()
+
+
 def designated_approvers(request: AnyRequest) -> QuerySet[Any]:
     """The approvers the rules name, before excluding the requester (see the module's docstring)."""
     if isinstance(request, CreditRequest):

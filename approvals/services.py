@@ -20,21 +20,26 @@ of issue 12 can call them (and send mail) unchanged.
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import selectors
+from approvals import rules, selectors, tasks, tokens
 from approvals.errors import AlreadyDecided, ApprovalError, DuplicateRequest, NotAllowed
 from approvals.models import (
     MAX_PROJECT_NAME,
     MAX_REASON,
     AccessRequest,
+    ApprovalRule,
     CreditRequest,
+    MailStep,
     RequestEvent,
     State,
     Via,
@@ -45,6 +50,8 @@ from gateway import services as gateway_services
 from gateway.models import BusinessUnit, Membership, Model, Project
 from gateway.money import parse_amount
 from gateway.selectors import NotVisible, visible_projects
+
+logger = logging.getLogger("approvals")
 
 FINAL_LABELS = {
     State.APPROVED: "approved",
@@ -92,7 +99,8 @@ def _record(
 
 
 def _filed(request: AnyRequest, *, via: str, duplicate: str) -> AnyRequest:
-    """Save a new pending request and its first event; tell its approvers after commit."""
+    """Save a new pending request and its first event. After commit the approval rules run
+    (`apply_rules`, a Celery task); they tell the approvers when no rule decides."""
     try:
         with transaction.atomic(durable=True):
             request.save()
@@ -101,8 +109,19 @@ def _filed(request: AnyRequest, *, via: str, duplicate: str) -> AnyRequest:
         # Two submissions raced past the check below: the partial unique index kept one.
         raise DuplicateRequest(duplicate) from None
     kind, request_id = request.KIND, request.pk
-    transaction.on_commit(lambda: notify_approvers(kind=kind, request_id=request_id))
+    transaction.on_commit(lambda: _apply_rules_later(kind=kind, request_id=request_id))
     return request
+
+
+def _apply_rules_later(*, kind: str, request_id: int) -> None:
+    """Queue the rules for a request just filed (eagerly in the embedded profile: they decide
+    during the POST). If the broker does not take the task, or the eager task fails, the approvers
+    are told now: a person decides, and the filing never fails after its commit."""
+    try:
+        tasks.apply_rules.delay(kind, request_id)
+    except Exception:
+        logger.exception("approval rules not applied to %s request %s; its approvers decide", kind, request_id)
+        notify_approvers(kind=kind, request_id=request_id)
 
 
 # --- filing ---
@@ -335,12 +354,16 @@ def decide_by_rule(*, kind: str, request_id: int, approve: bool, rule: str, expl
     with transaction.atomic(durable=True):
         request = _locked(kind, request_id)
         _still_pending(request)
-        to = State.AUTO_APPROVED if approve else State.AUTO_DENIED
-        _leave_pending(request, to=to, actor=None, via=Via.RULE, reason=explanation)
-        if approve:
-            _apply(request, actor=f"rule:{rule}"[:150])
-        _after_decision(request)
+        _rule_decides(request, approve=approve, rule=rule, explanation=explanation)
     return request
+
+
+def _rule_decides(request: AnyRequest, *, approve: bool, rule: str, explanation: str) -> None:
+    to = State.AUTO_APPROVED if approve else State.AUTO_DENIED
+    _leave_pending(request, to=to, actor=None, via=Via.RULE, reason=explanation)
+    if approve:
+        _apply(request, actor=f"rule:{rule}"[:150])
+    _after_decision(request)
 
 
 def cancel_request(*, kind: str, request_id: int, by: AbstractBaseUser, reason: Any = "") -> AnyRequest:
@@ -387,6 +410,7 @@ def notify_approvers(*, kind: str, request_id: int) -> int:
     if request is None or request.state != State.PENDING:
         return 0
     who = request.requester.get_full_name() or request.requester.get_username()
+    _queue_mail(tasks.send_approver_mails, kind, request_id, MailStep.FILED)
     return gateway_services.notify(
         users=selectors.approvers_of(request),
         kind="approval_requested",
@@ -404,6 +428,7 @@ def notify_requester(*, kind: str, request_id: int) -> int:
         return 0
     outcome = FINAL_LABELS.get(request.state, request.state)
     project_id = request.project_id or getattr(request, "created_project_id", None)
+    _queue_mail(tasks.send_requester_mail, kind, request_id, MailStep.DECIDED)
     return gateway_services.notify(
         users=[request.requester],
         kind=f"request_{request.state}",
@@ -412,3 +437,285 @@ def notify_requester(*, kind: str, request_id: int) -> int:
         link=selectors.request_path(request),
         project_id=project_id,
     )
+
+
+# --- mail, reminders, escalation and expiry (the clock: approvals/tasks.py, beat) ---
+
+
+def _queue_mail(task: Any, kind: str, request_id: int, step: str) -> None:
+    """Queue a mail task once the transaction commits (at once outside one). A broker that is
+    down, or an eager task that fails, is logged and costs the caller nothing (robust)."""
+    transaction.on_commit(lambda: task.delay(kind, request_id, step), robust=True)
+
+
+def _take_step(kind: str, request_id: int, *, field: str, skip_if: tuple[str, ...] = ()) -> AnyRequest | None:
+    """Record a clock step (`field` = now) on a pending request that has not taken it (nor any of
+    `skip_if`), under the row lock. The request, or None when there was nothing to do."""
+    request = _locked(kind, request_id)
+    if request.state != State.PENDING or any(getattr(request, name) for name in (field, *skip_if)):
+        return None
+    now = timezone.now()
+    unset = {f"{name}__isnull": True for name in (field, *skip_if)}
+    if type(request).objects.filter(pk=request.pk, state=State.PENDING, **unset).update(**{field: now}) != 1:
+        return None  # only without row locks (SQLite): another run took the step
+    setattr(request, field, now)
+    return request
+
+
+def remind_request(*, kind: str, request_id: int) -> bool:
+    """Remind the approvers of a pending request (once; not after an escalation) and tell the
+    requester. False when there was nothing to do."""
+    with transaction.atomic(durable=True):
+        request = _take_step(kind, request_id, field="reminded_at", skip_if=("escalated_at",))
+        if request is None:
+            return False
+        _queue_mail(tasks.send_approver_mails, kind, request_id, MailStep.REMINDER)
+        _queue_mail(tasks.send_requester_mail, kind, request_id, MailStep.REMINDED)
+    return True
+
+
+def escalation_targets(request: AnyRequest) -> list[Any]:
+    """Who a request is escalated to: the administrators, but the requester (see selectors)."""
+    return list(selectors.administrators().exclude(pk=request.requester_id).order_by("username"))
+
+
+def escalate_request(*, kind: str, request_id: int) -> bool:
+    """Escalate a pending request to the administrators (once): they get the decision mail, the
+    requester is told. False when there was nothing to do."""
+    with transaction.atomic(durable=True):
+        request = _take_step(kind, request_id, field="escalated_at")
+        if request is None:
+            return False
+        users = escalation_targets(request)
+        _queue_mail(tasks.send_approver_mails, kind, request_id, MailStep.ESCALATED)
+        _queue_mail(tasks.send_requester_mail, kind, request_id, MailStep.ESCALATED)
+        title = f"Escalated to you: a request for {_describe(request)}"[:200]
+        link = selectors.request_path(request)
+        transaction.on_commit(
+            lambda: gateway_services.notify(
+                users=users, kind="approval_escalated", title=title, body=request.reason, link=link
+            ),
+            robust=True,
+        )
+    return True
+
+
+def _hours_ago(hours: float) -> Any:
+    return timezone.now() - timedelta(hours=hours) if hours else None
+
+
+def _due(*, after: float, before: tuple[float, ...] = (), **where: Any) -> list[tuple[str, int]]:
+    """(kind, id) of the pending requests older than `after` hours and younger than each of
+    `before` (a later step takes over), oldest first; `after` = 0: the step is off."""
+    if not after:
+        return []
+    found = []
+    for kind, table in selectors.TABLES.items():
+        rows = table.objects.filter(state=State.PENDING, created_at__lte=_hours_ago(after), **where)
+        for hours in before:
+            if hours:
+                rows = rows.filter(created_at__gt=_hours_ago(hours))
+        found += [(kind, pk) for pk in rows.order_by("created_at", "id").values_list("pk", flat=True)]
+    return found
+
+
+def remind_due_requests() -> int:
+    """Remind the approvers of each pending request older than APPROVAL_REMIND_AFTER_HOURS (beat).
+    Returns how many were reminded; a second run finds nothing more to do."""
+    cfg = settings
+    due = _due(
+        after=cfg.APPROVAL_REMIND_AFTER_HOURS,
+        before=(cfg.APPROVAL_ESCALATE_AFTER_HOURS, cfg.APPROVAL_EXPIRE_AFTER_HOURS),
+        reminded_at__isnull=True,
+        escalated_at__isnull=True,
+    )
+    return sum(remind_request(kind=kind, request_id=pk) for kind, pk in due)
+
+
+def escalate_due_requests() -> int:
+    """Escalate each pending request older than APPROVAL_ESCALATE_AFTER_HOURS (beat)."""
+    cfg = settings
+    due = _due(
+        after=cfg.APPROVAL_ESCALATE_AFTER_HOURS, before=(cfg.APPROVAL_EXPIRE_AFTER_HOURS,), escalated_at__isnull=True
+    )
+    return sum(escalate_request(kind=kind, request_id=pk) for kind, pk in due)
+
+
+def expire_due_requests() -> int:
+    """Expire each pending request older than APPROVAL_EXPIRE_AFTER_HOURS (beat); the requester is
+    told. A request decided meanwhile is left alone."""
+    hours = settings.APPROVAL_EXPIRE_AFTER_HOURS
+    expired = 0
+    for kind, pk in _due(after=hours):
+        try:
+            expire_request(kind=kind, request_id=pk, reason=f"Nobody decided it within {hours:g} hours.")
+        except AlreadyDecided:
+            continue
+        expired += 1
+    return expired
+
+
+def decide_by_link(*, token: str, by: AbstractBaseUser, approve: bool, comment: Any = "") -> AnyRequest:
+    """Decide the request of a mail's decision link (approvals/tokens.py) as `by`, the approver the
+    link was sent to: via=email. LinkRefused when the link may not be used (someone else's,
+    expired, the request changed since); then the rules of decide_request."""
+    claim = tokens.read_token(token)
+    request = selectors.table_of(claim.kind).objects.filter(pk=claim.request_id).first()
+    tokens.check_link(claim, user=by, request=request)
+    return decide_request(
+        kind=claim.kind, request_id=claim.request_id, by=by, approve=approve, comment=comment, via=Via.EMAIL
+    )
+
+
+# --- approval rules (approvals/rules.py says what they mean) ---
+
+
+def apply_rules(*, kind: str, request_id: int) -> AnyRequest | None:
+    """Let the approval rules decide a pending request (the task approvals.apply_rules calls this
+    after the request is filed). The first rule that holds approves it, the effect applied in this
+    transaction, or denies it, explained in the decision comment and the event (via=rule). When
+    none holds, its approvers are told (after commit).
+
+    Idempotent: a request that is gone (None) or no longer pending is left alone. A credit
+    request's project row is locked (after the request's own row, the order decide_request
+    follows), so one project's requests are decided one after the other and the monthly cap holds
+    under concurrent requests. An approval whose effect cannot be applied (a new project's name
+    was taken since) leaves the request pending for a person."""
+    with transaction.atomic(durable=True):
+        try:
+            request = _locked(kind, request_id)
+        except NotVisible:
+            return None
+        if request.state != State.PENDING:
+            return request
+        if isinstance(request, CreditRequest):
+            # FOR NO KEY UPDATE: serializes the rules of one project without blocking the rows that
+            # merely refer to it (new requests, ledger entries, request logs).
+            project_row = Project.objects.select_for_update(no_key=True).filter(pk=request.project_id)
+            list(project_row.values_list("pk", flat=True))
+        verdict = rules.first_verdict(request)
+        if verdict is not None:
+            try:
+                with transaction.atomic():
+                    _rule_decides(
+                        request, approve=verdict.approve, rule=verdict.rule.name, explanation=verdict.explanation
+                    )
+                return request
+            except ApprovalError as exc:
+                logger.warning("rule %s could not decide %s request %s: %s", verdict.rule.pk, kind, request_id, exc)
+                request.refresh_from_db()
+        transaction.on_commit(lambda: notify_approvers(kind=kind, request_id=request_id))
+    return request
+
+
+RULE_FIELDS = (
+    "name",
+    "description",
+    "enabled",
+    "priority",
+    "action",
+    "applies_to",
+    "business_unit",
+    "max_amount",
+    "monthly_cap",
+    "unit_budget",
+    "idp_groups",
+)
+MAX_PRIORITY = 2_147_483_647  # PositiveIntegerField's range on every database
+
+
+def _choice(value: Any, *, field: str, choices: type[Any]) -> str:
+    if value not in choices.values:
+        raise ApprovalError(f"{field} must be one of {', '.join(choices.values)}.", field=field)
+    return value
+
+
+def _groups(value: Any) -> str:
+    """IdP group names, as a list of strings or text with one name per line; stored one per line."""
+    names = value.splitlines() if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(name, str) for name in names):
+        raise ApprovalError("idp_groups must be a list of group names.", field="idp_groups")
+    cleaned = []
+    for name in names:
+        name = name.strip()
+        if not name:
+            continue
+        if "\x00" in name or "\n" in name or "\r" in name:
+            raise ApprovalError("A group name must be one line without NUL characters.", field="idp_groups")
+        if len(name) > 255:
+            raise ApprovalError("A group name has at most 255 characters.", field="idp_groups")
+        cleaned.append(name)
+    text = "\n".join(dict.fromkeys(cleaned))
+    if len(text) > MAX_REASON:
+        raise ApprovalError(f"idp_groups is too long: at most {MAX_REASON} characters in all.", field="idp_groups")
+    return text
+
+
+def _rule_value(field: str, value: Any) -> Any:
+    """One rule field from outside (the API), checked; the model's checks follow in _save_rule."""
+    if field == "name":
+        return _text(value, field="name", required=True, limit=120, what="Give the rule a name.")
+    if field == "description":
+        return _text(value, field="description", required=False)
+    if field == "enabled":
+        if not isinstance(value, bool):
+            raise ApprovalError("enabled must be true or false.", field="enabled")
+        return value
+    if field == "priority":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PRIORITY:
+            raise ApprovalError(f"priority must be a whole number from 0 to {MAX_PRIORITY}.", field="priority")
+        return value
+    if field == "action":
+        return _choice(value, field=field, choices=ApprovalRule.Action)
+    if field == "applies_to":
+        return _choice(value, field=field, choices=ApprovalRule.AppliesTo)
+    if field == "unit_budget":
+        return _choice(value, field=field, choices=ApprovalRule.UnitBudget)
+    if field == "business_unit":
+        if value is not None and not isinstance(value, BusinessUnit):
+            raise ApprovalError("business_unit must be a business unit, or none for every unit.", field=field)
+        return value
+    if field in ("max_amount", "monthly_cap"):
+        column = ApprovalRule._meta.get_field(field)
+        return None if value is None else parse_amount(value, field=field, column=column, allow_zero=False)
+    if field == "idp_groups":
+        return _groups(value)
+    raise TypeError(f"ApprovalRule has no field {field!r}")
+
+
+def _save_rule(rule: ApprovalRule, fields: dict[str, Any]) -> ApprovalRule:
+    for field, value in fields.items():
+        setattr(rule, field, _rule_value(field, value))
+    try:
+        rule.full_clean()
+    except DjangoValidationError as exc:
+        errors = exc.message_dict
+        field = next(iter(errors))
+        raise ApprovalError(" ".join(errors[field]), field=None if field == "__all__" else field) from None
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:  # two rules named alike at the same moment
+        raise ApprovalError(f"A rule named {rule.name} already exists.", field="name") from None
+    return rule
+
+
+@transaction.atomic(durable=True)
+def create_rule(**fields: Any) -> ApprovalRule:
+    """A new approval rule. Required: name, action, applies_to; the others have defaults
+    (enabled, priority 100, every unit, no conditions). Refused with ApprovalError naming the
+    field: unknown choices, amounts on a rule that is not for credit, a credit approval without
+    max_amount, a monthly cap on a denying rule, a name already taken."""
+    return _save_rule(ApprovalRule(), fields)
+
+
+@transaction.atomic(durable=True)
+def update_rule(*, rule: ApprovalRule, **changes: Any) -> ApprovalRule:
+    """Change some fields of a rule (the same checks as create_rule, on the result)."""
+    return _save_rule(ApprovalRule.objects.select_for_update().get(pk=rule.pk), changes)
+
+
+@transaction.atomic(durable=True)
+def delete_rule(*, rule: ApprovalRule) -> None:
+    """Delete a rule. What it decided stays decided; its explanation keeps its name."""
+    ApprovalRule.objects.filter(pk=rule.pk).delete()

@@ -7,7 +7,8 @@ Roles (README: "Roles from the identity provider"):
   user in no mapped group is refused (`sign_in_refusal`); with none, everyone the IdP lets through
   is a developer. Inside the portal a developer sees the projects they are a member of.
 
-At every SSO sign-in `sync_idp_roles` makes the admin and manager roles follow the groups claim.
+At every SSO sign-in `sync_idp_roles` makes the admin and manager roles follow the groups claim,
+and keeps the claim's groups (IdpGroups, read by `idp_groups_of`: approval rules match on them).
 Only what the identity provider granted is taken away: each role it grants is recorded in
 IdpRoleGrant, so a local superuser or a manager added by hand keeps the role.
 """
@@ -26,9 +27,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
 from gateway.errors import ValidationFailed
-from gateway.models import BusinessUnit, IdpRoleGrant, Role, RoleMapping
+from gateway.models import BusinessUnit, IdpGroups, IdpRoleGrant, Role, RoleMapping
 
 MAX_GROUPS = 1000  # a claim with more is cut (after dropping what is not a group name)
 MAX_GROUP_LENGTH = RoleMapping._meta.get_field("group").max_length
@@ -65,6 +67,13 @@ def list_role_mappings() -> QuerySet[RoleMapping]:
 
 def matching_role_mappings(*, groups: Iterable[str]) -> list[RoleMapping]:
     return list(list_role_mappings().filter(group__in=list(groups)))
+
+
+def idp_groups_of(*, user: AbstractBaseUser) -> set[str]:
+    """The groups the user was in at their last SSO sign-in (empty: none, or never signed in
+    through SSO)."""
+    groups = IdpGroups.objects.filter(user_id=user.pk).values_list("groups", flat=True).first()
+    return set(groups or [])
 
 
 def sign_in_refusal(*, groups: Iterable[str]) -> str | None:
@@ -143,10 +152,12 @@ def sync_idp_roles(*, user: AbstractBaseUser, groups: Iterable[str]) -> RoleChan
 
 
 def _sync_idp_roles(*, user: AbstractBaseUser, groups: Iterable[str]) -> RoleChanges:
+    groups = set(groups)
     mappings = matching_role_mappings(groups=groups)
     wants_admin = any(m.role == Role.ADMIN for m in mappings)
     wanted_units = {m.business_unit_id for m in mappings if m.role == Role.MANAGER}
     user = type(user).objects.select_for_update().get(pk=user.pk)
+    IdpGroups.objects.update_or_create(user=user, defaults={"groups": sorted(groups), "seen_at": timezone.now()})
     grants = {(g.role, g.business_unit_id): g for g in IdpRoleGrant.objects.filter(user=user)}
     changes = RoleChanges()
 

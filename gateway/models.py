@@ -439,3 +439,22 @@ class IdpRoleGrant(models.Model):
     def __str__(self) -> str:
         unit = f" of {self.business_unit}" if self.business_unit_id else ""
         return f"{self.user}: {self.role}{unit} (from the identity provider)"
+
+
+class IdpGroups(models.Model):
+    """The identity provider's groups a user was in at their last SSO sign-in (the groups claim,
+    as `sync_idp_roles` read it). Approval rules match requesters by them; a user who never
+    signed in through SSO has no row (in no group)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="idp_groups"
+    )
+    groups = models.JSONField(default=list, help_text="Group names, sorted.")
+    seen_at = models.DateTimeField(help_text="The sign-in that sent them.")
+
+    class Meta:
+        verbose_name = "IdP groups"
+        verbose_name_plural = "IdP groups"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {len(self.groups)} groups"

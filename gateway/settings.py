@@ -142,6 +142,12 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# With acks_late, Redis hands a task whose worker vanished to another worker after this many
+# seconds (kombu's default is an hour); every task is idempotent, and none runs that long.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=60)}
+# The queue tasks go to and workers read by default (installations sharing one Redis need their own).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True  # tasks that return something worth keeping opt in (ignore_result=False)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
@@ -320,6 +326,33 @@ BUDGET_RESERVATION_TTL = env_float("BUDGET_RESERVATION_TTL", 900.0)
 BUDGET_CACHE_TTL = env_float("BUDGET_CACHE_TTL", 10.0)
 # Prefix of the budget counters' Redis keys (installations sharing one Redis need their own)
 BUDGET_REDIS_PREFIX = env_str("BUDGET_REDIS_PREFIX", "symbiosis:budget")
+
+# --- Approvals (approvals/) ---
+# Hours after filing at which a pending request's approvers are reminded (once), the request is
+# escalated to the administrators (once), and it expires; 0 turns a step off. The requester is
+# told at each step. Beat checks every APPROVAL_CHECK_MINUTES minutes.
+APPROVAL_REMIND_AFTER_HOURS = env_float("APPROVAL_REMIND_AFTER_HOURS", 24.0)
+APPROVAL_ESCALATE_AFTER_HOURS = env_float("APPROVAL_ESCALATE_AFTER_HOURS", 72.0)
+APPROVAL_EXPIRE_AFTER_HOURS = env_float("APPROVAL_EXPIRE_AFTER_HOURS", 168.0)
+_approval_steps = [
+    h for h in (APPROVAL_REMIND_AFTER_HOURS, APPROVAL_ESCALATE_AFTER_HOURS, APPROVAL_EXPIRE_AFTER_HOURS) if h
+]
+if _approval_steps != sorted(set(_approval_steps)):
+    raise ImproperlyConfigured(
+        "APPROVAL_REMIND_AFTER_HOURS < APPROVAL_ESCALATE_AFTER_HOURS < APPROVAL_EXPIRE_AFTER_HOURS must hold "
+        "(0 turns a step off)."
+    )
+APPROVAL_CHECK_MINUTES = env_int("APPROVAL_CHECK_MINUTES", 10, minimum=1)
+# How long the decision link in an approver's mail works (hours). It also stops working once the
+# request has been decided, cancelled or has expired.
+APPROVAL_LINK_MAX_AGE_HOURS = env_float("APPROVAL_LINK_MAX_AGE_HOURS", 168.0, minimum=0.01)
+CELERY_BEAT_SCHEDULE |= {
+    f"approvals-{step}-due-requests": {
+        "task": f"approvals.{step}_due_requests",
+        "schedule": APPROVAL_CHECK_MINUTES * 60.0,
+    }
+    for step in ("remind", "escalate", "expire")
+}
 
 # --- Telemetry (gateway/telemetry/) ---
 # OpenTelemetry reads its standard OTEL_* variables itself (endpoints, headers, timeouts, resource

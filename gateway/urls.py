@@ -27,6 +27,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include(accounts)),
     path("api/v1/", admin_api.urls),
+    path("approvals/", include("approvals.urls")),  # decision links from mails
     # Served by the lean handler in gateway/asgi.py; listed here too so WSGI and reverse() know it.
     path("", include("gateway.proxy.urls")),
     path("", include("portal.urls")),

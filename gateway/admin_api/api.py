@@ -39,7 +39,8 @@ class ManagementAPI(NinjaAPI):
 api = ManagementAPI(
     title="Symbiosis Gateway management API",
     version="1",
-    description="Manage business units, projects, members, providers, models and virtual keys. "
+    description="Manage business units, projects, members, providers, models and virtual keys; access and "
+    "credit requests and the rules that approve them. "
     "Authenticate with `Authorization: Bearer <token>`: an admin token (create one with "
     "`manage.py issue_admin_token`) or, when single sign-on is configured, an access token the identity "
     "provider issued to an administrator.",
@@ -59,6 +60,7 @@ api.add_router("/request-logs", request_logs.router)
 api.add_router("/users", users.router)
 api.add_router("/role-mappings", role_mappings.router)
 api.add_router("", guardrails.router)
-# By dotted path: the gateway never imports billing.
+# By dotted path: the gateway never imports billing or approvals.
 api.add_router("", "billing.budget_api.router")
 api.add_router("/reports", "billing.api.reports_router")
+api.add_router("", "approvals.api.router")

@@ -111,3 +111,14 @@ def test_user_roles_say_where_each_role_came_from() -> None:
         identity.UserRole("manager", unit.id, "idp"),
         identity.UserRole("developer", None, "manual"),
     ]
+
+
+def test_groups_of_the_last_sign_in_are_kept_for_the_approval_rules() -> None:
+    user, other = UserFactory(), UserFactory()
+    assert identity.idp_groups_of(user=user) == set()  # never signed in through SSO
+
+    identity.sync_idp_roles(user=user, groups={"staff", "cn=devs,ou=groups,dc=corp"})
+    assert identity.idp_groups_of(user=user) == {"staff", "cn=devs,ou=groups,dc=corp"}
+    identity.sync_idp_roles(user=user, groups=iter(["ops"]))  # any iterable, read once
+    assert identity.idp_groups_of(user=user) == {"ops"}
+    assert identity.idp_groups_of(user=other) == set()
