@@ -10,9 +10,13 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.test import Client
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
@@ -75,3 +79,35 @@ async def sign_in_locally(page: Page, base_url: str, username: str, password: st
     await page.fill("input[name=password]", password)
     await page.click("form#local-login button[type=submit]")
     await page.wait_for_url(f"{base_url}/**")
+
+
+def session_cookie(user: Any) -> str:
+    """A session of `user` made server-side (as signing in would), for a browser to carry."""
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def add_session(context: BrowserContext, base_url: str, user: Any) -> None:
+    """Sign the browser context in as `user` (no sign-in page: its own tests cover that)."""
+    cookie = await sync_to_async(session_cookie)(user)
+    await context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
+
+
+async def signed_in(
+    browser: Browser, base_url: str, user: Any, errors: list[str], *, width: int = 1280, accept_downloads: bool = False
+) -> tuple[BrowserContext, Page]:
+    """A context signed in as `user` and its page; page errors, CSP violations and 4xx/5xx
+    answers (but the favicon) are appended to `errors`."""
+    context = await browser.new_context(viewport={"width": width, "height": 800}, accept_downloads=accept_downloads)
+    await add_session(context, base_url, user)
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}") if r.status >= 400 and not r.url.endswith("/favicon.ico") else None
+        ),
+    )
+    return context, page

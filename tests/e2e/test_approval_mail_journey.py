@@ -12,12 +12,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import mail
-from django.test import Client
 from playwright.async_api import Browser, expect
 
 from approvals.models import CreditRequest, State, Via
 from gateway.celery import app as celery_app
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import add_session, screenshot
 from tests.portal.conftest import build_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,12 +32,6 @@ def in_process_mail(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
     celery_app.conf.changes.pop("task_always_eager", None)
 
 
-def _session_cookie(user) -> str:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
 def _manager_mail():  # type: ignore[no-untyped-def]
     [message] = [m for m in mail.outbox if m.to == ["maria@example.test"]]
     return message
@@ -49,8 +42,7 @@ async def test_manager_approves_from_the_mail_link_and_the_developer_sees_the_ba
 ) -> None:
     world = await sync_to_async(build_world)()
     developer_context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    cookie = await sync_to_async(_session_cookie)(world.dev_a)
-    await developer_context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_gateway}])
+    await add_session(developer_context, live_gateway, world.dev_a)
     developer = await developer_context.new_page()
 
     await developer.goto(f"{live_gateway}/requests/credit/new/?project={world.project_a.id}")

@@ -6,47 +6,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.test import Client
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, expect
 
 from billing import services as billing_services
 from gateway import services
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, signed_in
 from tests.portal.conftest import World, build_world, seed_usage
 from tests.portal.test_xss import REQUEST_ID as XSS_REQUEST_ID
 from tests.portal.test_xss import build_hostile
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _session_cookie(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
-async def _signed_in(
-    browser: Browser, base_url: str, user: Any, errors: list[str], *, width: int = 1280
-) -> tuple[BrowserContext, Page]:
-    """A browser context carrying a session of `user` (created server-side, as a sign-in would)."""
-    context = await browser.new_context(viewport={"width": width, "height": 800}, accept_downloads=True)
-    cookie = await sync_to_async(_session_cookie)(user)
-    await context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
-    page = await context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}") if r.status >= 400 and not r.url.endswith("/favicon.ico") else None
-        ),
-    )
-    return context, page
 
 
 def _busy_world() -> World:
@@ -139,7 +111,7 @@ def _busy_world() -> World:
 async def test_developer_filters_the_log_and_opens_a_row(browser: Browser, live_gateway: str) -> None:
     world = await sync_to_async(_busy_world)()
     errors: list[str] = []
-    context, page = await _signed_in(browser, live_gateway, world.dev_a, errors)
+    context, page = await signed_in(browser, live_gateway, world.dev_a, errors, accept_downloads=True)
 
     await page.goto(f"{live_gateway}/logs/")
     await expect(page.locator("table.log-table tbody tr")).to_have_count(50)
@@ -180,7 +152,7 @@ async def test_developer_filters_the_log_and_opens_a_row(browser: Browser, live_
     await context.close()
 
     # The same list on a phone.
-    context, phone = await _signed_in(browser, live_gateway, world.dev_a, errors, width=375)
+    context, phone = await signed_in(browser, live_gateway, world.dev_a, errors, width=375, accept_downloads=True)
     await phone.goto(f"{live_gateway}/logs/")
     await expect(phone.locator("table.log-table tbody tr")).to_have_count(50)
     await screenshot(phone, "logs-list-375", full_page=False)  # what a phone shows first (the page is long)
@@ -195,7 +167,7 @@ async def test_developer_filters_the_log_and_opens_a_row(browser: Browser, live_
 async def test_manager_opens_the_unit_report_and_downloads_the_csv(browser: Browser, live_gateway: str) -> None:
     world = await sync_to_async(_busy_world)()
     errors: list[str] = []
-    context, page = await _signed_in(browser, live_gateway, world.manager, errors)
+    context, page = await signed_in(browser, live_gateway, world.manager, errors, accept_downloads=True)
 
     await page.goto(f"{live_gateway}/")
     await page.get_by_role("link", name="Business units").click()
@@ -220,7 +192,7 @@ async def test_manager_opens_the_unit_report_and_downloads_the_csv(browser: Brow
     assert ",Checkout,gpt-portal," in text
     await context.close()
 
-    context, phone = await _signed_in(browser, live_gateway, world.manager, errors, width=375)
+    context, phone = await signed_in(browser, live_gateway, world.manager, errors, width=375, accept_downloads=True)
     await phone.goto(f"{live_gateway}/units/{world.unit.id}/")
     await screenshot(phone, "unit-report-375")
     await context.close()
@@ -232,7 +204,7 @@ async def test_markup_in_a_logged_call_opens_no_dialog(browser: Browser, live_ga
     hostile = await sync_to_async(build_hostile)(world)
     errors: list[str] = []
     dialogs: list[str] = []
-    context, page = await _signed_in(browser, live_gateway, world.manager, errors)
+    context, page = await signed_in(browser, live_gateway, world.manager, errors, accept_downloads=True)
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     for path in (
         f"/logs/{XSS_REQUEST_ID}/",

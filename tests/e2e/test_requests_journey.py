@@ -5,43 +5,17 @@ it approved and the project's balance has grown."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.test import Client
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, expect
 
 from approvals.models import CreditRequest
 from billing import selectors as billing_selectors
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, signed_in
 from tests.portal.conftest import World, build_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _session_cookie(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
-async def _signed_in(browser: Browser, base_url: str, user: Any, errors: list[str]) -> tuple[BrowserContext, Page]:
-    """A browser context carrying a session of `user` (created server-side, as a sign-in would)."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    cookie = await sync_to_async(_session_cookie)(user)
-    await context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
-    page = await context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}") if r.status >= 400 and not r.url.endswith("/favicon.ico") else None
-        ),
-    )
-    return context, page
 
 
 def _balance(world: World) -> Decimal:
@@ -52,8 +26,8 @@ async def test_developer_asks_for_credit_and_the_manager_approves_it(browser: Br
     world = await sync_to_async(build_world)()
     before = await sync_to_async(_balance)(world)
     errors: list[str] = []
-    dev_context, dev = await _signed_in(browser, live_gateway, world.dev_a, errors)
-    manager_context, manager = await _signed_in(browser, live_gateway, world.manager, errors)
+    dev_context, dev = await signed_in(browser, live_gateway, world.dev_a, errors)
+    manager_context, manager = await signed_in(browser, live_gateway, world.manager, errors)
 
     # The developer follows the 429 message's link: the project is chosen, its balance shown.
     await dev.goto(f"{live_gateway}/requests/credit/new/?project={world.project_a.id}")
