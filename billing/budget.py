@@ -1,9 +1,10 @@
 """Budgets on the hot path: reserve a request's worst case before the upstream call, settle it after.
 
-The proxy calls this module only (see ARCHITECTURE.md): `caps_for()` says which hard budgets a
+The proxy calls this module on its hot path (see ARCHITECTURE.md): `caps_for()` says which hard budgets a
 key's request must fit in, `reserve()` holds its worst-case cost against all of them at once,
-`settle()` turns the hold into what the request actually cost (zero when it failed), and
-`persist()` writes request-log rows and their ledger debits in one transaction.
+and `settle()` turns the hold into what the request actually cost (zero when it failed). The
+ledger debits are written with the request-log rows by the proxy's log writer, through
+`billing.services.record_usage` (gateway/proxy/logbuffer.py).
 
 Exactness across processes and machines: each budget-month is one Redis hash (`spent`,
 `reserved`), with the live reservations in a sorted set (by expiry) and a hash (by amount). One
@@ -39,14 +40,13 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from redis.exceptions import RedisError
 
 from billing import selectors, services
 from billing.models import Budget
 from billing.periods import current_period, label
 from gateway import redis_scripts
-from gateway import services as gateway_services
 from gateway.hotcache import DatabaseAway, HotCache
 from gateway.invalidation import add_local_listener
 
@@ -343,36 +343,6 @@ def held_now(*, scope: str, period: str) -> int:
 
 def project_scope(project_id: int) -> str:
     return f"p:{project_id}"
-
-
-# --- the ledger side: request logs and their debits together ---
-
-
-def persist(*, entries: list[dict[str, Any]]) -> int:
-    """Write a batch of request-log rows and their usage debits in one transaction (the log
-    buffer's writer). Idempotent: rows and debits already written are skipped. Then queue the
-    budget-alert check for the projects that spent."""
-    logs = [{k: v for k, v in entry.items() if k != "business_unit_id"} for entry in entries]
-    try:
-        with transaction.atomic():
-            written = gateway_services.record_request_logs(entries=logs)
-            debited = services.record_usage(entries=entries)
-        if debited:
-            spenders = sorted({e["project_id"] for e in entries if e.get("project_id") is not None})
-            keys = sorted({e["key_id"] for e in entries if e.get("key_id") is not None})
-            _queue_alert_check(spenders, keys)
-    finally:
-        close_old_connections()  # a worker thread of the log buffer: give the connection back
-    return written
-
-
-def _queue_alert_check(project_ids: list[int], key_ids: list[int]) -> None:
-    try:
-        from billing.tasks import check_budget_alerts
-
-        check_budget_alerts.delay(project_ids, key_ids)
-    except Exception as exc:  # alerts must never cost a request log: the next batch queues again
-        logger.warning("could not queue the budget-alert check (%s: %s)", type(exc).__name__, str(exc)[:200])
 
 
 # --- in process (no REDIS_URL) ---

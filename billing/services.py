@@ -7,6 +7,7 @@ one derived from the project and month, so concurrent processes opening a month 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,6 +25,8 @@ from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import BusinessUnit, Project, VirtualKey
 from gateway.money import parse_amount
+
+logger = logging.getLogger(__name__)
 
 _CENT = Decimal("0.01")
 
@@ -340,3 +343,14 @@ def record_usage(*, entries: Iterable[dict[str, Any]]) -> int:
         )
     LedgerEntry.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+def queue_budget_alert_check(*, project_ids: list[int], key_ids: list[int]) -> None:
+    """Ask a worker to check the budget alerts of the projects and keys that just spent. Never
+    raises: alerts must never cost a request log, and the next batch queues the check again."""
+    try:
+        from billing.tasks import check_budget_alerts
+
+        check_budget_alerts.delay(project_ids, key_ids)
+    except Exception as exc:
+        logger.warning("could not queue the budget-alert check (%s: %s)", type(exc).__name__, str(exc)[:200])

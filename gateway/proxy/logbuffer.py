@@ -26,9 +26,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, transaction
 
-from billing import budget
+from billing import services as billing_services
 from gateway import dbstate, scrub, writable
+from gateway import services as core_services
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +39,31 @@ _wake = asyncio.Event()  # made anew with each flusher: an Event belongs to the 
 _task: asyncio.Task[None] | None = None
 dropped = 0  # rows lost to the bound since the process started
 _writing = 0  # rows handed to the database and not yet written
-_write = sync_to_async(budget.persist, thread_sensitive=False)  # log rows and ledger debits together
 last_failure = ""  # why the last flush left rows buffered ("" when it wrote everything)
 _serving = 0  # requests being served right now (see `serving`)
 _UNWIND_SECONDS = 2.0  # how long a shutdown waits for requests still unwinding
+
+
+def persist(*, entries: list[dict[str, Any]]) -> int:
+    """Write a batch of request-log rows (the core's service) and their usage debits (billing's)
+    in one transaction. Idempotent: rows and debits already written are skipped. Then ask for the
+    budget-alert check of the projects that spent. Runs in a worker thread."""
+    logs = [{k: v for k, v in entry.items() if k != "business_unit_id"} for entry in entries]
+    try:
+        with transaction.atomic():
+            written = core_services.record_request_logs(entries=logs)
+            debited = billing_services.record_usage(entries=entries)
+        if debited:
+            billing_services.queue_budget_alert_check(
+                project_ids=sorted({e["project_id"] for e in entries if e.get("project_id") is not None}),
+                key_ids=sorted({e["key_id"] for e in entries if e.get("key_id") is not None}),
+            )
+    finally:
+        close_old_connections()  # a worker thread of the log buffer: give the connection back
+    return written
+
+
+_write = sync_to_async(persist, thread_sensitive=False)
 
 
 def append(row: dict[str, Any]) -> None:
