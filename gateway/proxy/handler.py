@@ -31,7 +31,8 @@ from django.http.response import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from gateway import scrub
-from gateway.proxy import logbuffer, messages
+from gateway.proxy import logbuffer
+from gateway.proxy.dialects.anthropic_messages import error_response as anthropic_error
 from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id, presented_key
 
@@ -45,19 +46,19 @@ class _BodyTooLarge(Exception):
 def _render(error: ProxyError, path: str) -> HttpResponseBase:
     """An error in the shape the caller's SDK expects: Anthropic's under /v1/messages, else OpenAI's."""
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
-        return messages.error_response(error, new_request_id())
+        return anthropic_error(error, new_request_id())
     return error.response(new_request_id())
 
 
 def _valid_key(request: HttpRequest) -> str | None:
     """The virtual key the request presented, once it proved valid (a sprayed guess is not a secret)."""
-    trace = getattr(request, "trace", None)
-    return presented_key(request) if trace is not None and trace.key is not None else None
+    exchange = getattr(request, "exchange", None)
+    return presented_key(request) if exchange is not None and exchange.key is not None else None
 
 
 def _scrubbed(response: HttpResponseBase, presented: str | None) -> HttpResponseBase:
     """The response with every known secret replaced in its body and in the one header an upstream
-    chooses (`retry-after`). Streams scrub their own writes (gateway/proxy/api.py, messages.py),
+    chooses (`retry-after`). Streams scrub their own writes (gateway/proxy/pipeline.py),
     where secrets split across chunks are caught too."""
     secrets = scrub.current().plus(presented)
     if not secrets:

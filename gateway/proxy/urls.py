@@ -2,6 +2,6 @@
 
 from django.urls import path
 
-from gateway.proxy.api import api
+from gateway.proxy.endpoints import api
 
 urlpatterns = [path("v1/", api.urls)]

@@ -6,7 +6,7 @@ worker at start-up) turns each signal on when its standard `OTEL_EXPORTER_OTLP_*
 Tests call `configure(...)` and `shutdown()` directly.
 
 The /v1 hot path pays one boolean check when telemetry is off (`telemetry.enabled`). When it is
-on, `record_request()` appends the finished request's Trace to a bounded queue and returns; a
+on, `record_request()` appends the finished request's record to a bounded queue and returns; a
 worker thread builds the spans (one SERVER span for the /v1 request, one CLIENT span per upstream
 attempt, with explicit start and end times, following the GenAI semantic conventions) and
 records the metrics (gateway/telemetry/genai.py). The exporters run in the SDK's own threads: a
@@ -34,6 +34,8 @@ from gateway.telemetry.logs import request_id
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
+
+    from gateway.telemetry.request import FinishedRequest
 
 __all__ = [
     "configure",
@@ -80,13 +82,13 @@ _budget_utilisation: dict[tuple[str, int], float] = {}
 # --- what the rest of the gateway calls ---
 
 
-def record_request(trace: Any, *, usage: Any, ended: float) -> None:
-    """Hand a finished /v1 request (gateway.proxy.metering.Trace) to the telemetry worker; returns
-    at once. `ended` is time.monotonic() at its end. Callers check `telemetry.enabled` first."""
+def record_request(record: FinishedRequest) -> None:
+    """Hand a finished /v1 request (its frozen record, gateway/proxy/record.py) to the telemetry
+    worker; returns at once. Callers check `telemetry.enabled` first."""
     if len(_queue) >= _state.queue_max:
         _dropped["record_queue_full"] += 1
         return
-    _queue.append((trace, usage, ended))
+    _queue.append(record)
 
 
 def count_guardrail_verdict(*, check: str, action: str, where: str) -> None:
@@ -313,7 +315,7 @@ def _work(state: _State) -> None:
                 item.set()
                 continue
             try:
-                genai.record(state.tracer, state.instruments, *item, capture_content=state.capture_content)
+                genai.record(state.tracer, state.instruments, item, capture_content=state.capture_content)
             except Exception as exc:  # telemetry never takes the gateway down
                 logger.warning("telemetry: could not record a request (%s)", type(exc).__name__)
         total = sum(_dropped.values())

@@ -1,8 +1,9 @@
 """Spans and metrics for one finished /v1 request, after the OpenTelemetry GenAI semantic conventions.
 
 Runs in the telemetry worker thread (gateway/telemetry/__init__.py), never on the request path,
-from what the proxy gathered anyway (gateway.proxy.metering.Trace). Times come from the Trace's
-monotonic clock, anchored to its wall-clock start.
+from the frozen record of the request (gateway/proxy/record.py, read through the protocols of
+gateway/telemetry/request.py). Times come from the record's monotonic clock, anchored to its
+wall-clock start.
 
 Spans:
 - `POST /v1/chat/completions` (SERVER): the client's request to the gateway. `gen_ai.request.model`
@@ -33,6 +34,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import scrub
+from gateway.telemetry.request import FinishedRequest, UsageLike
 
 OPERATIONS = {"chat/completions": "chat", "messages": "chat", "embeddings": "embeddings"}
 PROVIDERS = {
@@ -120,10 +122,9 @@ def server_of(base_url: str) -> tuple[str, int | None]:
     return parts.hostname or "", port
 
 
-def record(
-    tracer: Any, instruments: Instruments | None, t: Any, usage: Any, ended: float, *, capture_content: bool
-) -> None:
+def record(tracer: Any, instruments: Instruments | None, t: FinishedRequest, *, capture_content: bool) -> None:
     """Build the spans (when `tracer`) and record the metrics (when `instruments`) of one request."""
+    usage, ended = t.usage, t.ended
     key = t.key
     routed = t.routed
     common: dict[str, Any] = {"symbiosis.request_id": t.request_id}
@@ -142,8 +143,8 @@ def record(
 
 def _spans(
     tracer: Any,
-    t: Any,
-    usage: Any,
+    t: FinishedRequest,
+    usage: UsageLike,
     ended: float,
     operation: str | None,
     answered_model: str,
@@ -264,8 +265,8 @@ def _scrubbed(attributes: dict[str, Any]) -> dict[str, Any]:
 
 def _metrics(
     instruments: Instruments,
-    t: Any,
-    usage: Any,
+    t: FinishedRequest,
+    usage: UsageLike,
     ended: float,
     operation: str | None,
     public_model: str,
@@ -381,7 +382,7 @@ def _finish_reasons(reply: Any) -> list[str]:
 # --- content (opt-in) ---
 
 
-def _content(t: Any, finish_reasons: list[str]) -> dict[str, str]:
+def _content(t: FinishedRequest, finish_reasons: list[str]) -> dict[str, str]:
     body = t.request_payload if isinstance(t.request_payload, dict) else {}
     content: dict[str, str] = {}
     messages = body.get("messages")
@@ -417,7 +418,7 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _output(t: Any, finish_reasons: list[str]) -> list[dict[str, Any]]:
+def _output(t: FinishedRequest, finish_reasons: list[str]) -> list[dict[str, Any]]:
     reply = t.response_payload
     if isinstance(reply, dict) and isinstance(reply.get("choices"), list):
         return [
@@ -432,7 +433,7 @@ def _output(t: Any, finish_reasons: list[str]) -> list[dict[str, Any]]:
     if isinstance(reply, dict) and isinstance(reply.get("content"), list):  # Anthropic Messages
         return [{"role": "assistant", "parts": _parts(reply["content"]), "finish_reason": reply.get("stop_reason")}]
     if t.output_text:  # a stream
-        parts = [{"type": "text", "content": "".join(t.output_text)}]
+        parts = [{"type": "text", "content": t.output_text}]
         return [{"role": "assistant", "parts": parts, "finish_reason": next(iter(finish_reasons), None)}]
     return []
 

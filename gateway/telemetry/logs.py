@@ -5,7 +5,7 @@ handler the settings define carries the `ScrubSecrets` filter, the last line of 
 never logs a key or a prompt, and should a library do so, the line leaves with the key replaced.
 
 The request id comes from a context variable the proxy sets for each /v1 request (in
-`gateway.proxy.metering.traced`); the trace and span ids from OpenTelemetry's current span, when
+`gateway.proxy.pipeline.serve`); the trace and span ids from OpenTelemetry's current span, when
 there is one (the Django stack under its instrumentation). The /v1 spans are built after the
 response, so /v1 log lines carry the request id, which the spans carry too
 (`symbiosis.request_id`).

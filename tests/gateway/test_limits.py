@@ -7,7 +7,7 @@ import pytest
 
 from gateway.proxy import limits
 from gateway.proxy.errors import BadRequest
-from gateway.proxy.metering import estimate_prompt, estimate_tokens
+from gateway.proxy.stages.usage import estimate_prompt, estimate_tokens
 
 
 @pytest.mark.parametrize(

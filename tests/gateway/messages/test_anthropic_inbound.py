@@ -2,8 +2,14 @@
 
 import pytest
 
-from gateway.proxy.anthropic_inbound import StreamTranslator, stop_reason, to_chat_request, to_message, to_usage
 from gateway.proxy.errors import BadRequest, UpstreamError
+from gateway.proxy.translate.messages_to_chat import (
+    StreamTranslator,
+    stop_reason,
+    to_chat_request,
+    to_message,
+    to_usage,
+)
 
 PDF = "JVBERi0xLjQK"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}

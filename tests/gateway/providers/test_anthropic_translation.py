@@ -3,14 +3,14 @@
 import orjson
 import pytest
 
-from gateway.proxy.adapters.anthropic import (
+from gateway.proxy.adapters.anthropic import anthropic_failure
+from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError
+from gateway.proxy.translate.chat_to_messages import (
     DEFAULT_MAX_TOKENS,
     StreamTranslator,
-    anthropic_failure,
     to_chat_completion,
     to_messages_request,
 )
-from gateway.proxy.errors import BadRequest, ProxyError, UpstreamError
 from gateway.selectors import DeploymentSnapshot
 from tests.mock_anthropic import stream_events
 

@@ -1,9 +1,8 @@
-"""The Anthropic-compatible endpoint, POST /v1/messages. Async end to end; no ORM call in here.
+"""Anthropic Messages (`POST /v1/messages`): the request, the answer, the stream, the errors.
 
 Claude SDKs and tools that take ANTHROPIC_BASE_URL send their requests here unchanged: the
-virtual key in `x-api-key` or `Authorization: Bearer`, any `anthropic-version`. The checks
-(key, model allow-list, approved provider) and the routing (retries, fallbacks, circuit breakers)
-are the OpenAI endpoints'; only the shapes differ. For each deployment the router picks:
+virtual key in `x-api-key` or `Authorization: Bearer`, any `anthropic-version`. For each
+deployment the router picks:
 
 - Anthropic: the request is passed through with only `model` replaced by the upstream name; the
   client's `anthropic-version`, `anthropic-beta` flags and query string (`?beta=true`) go with it.
@@ -11,43 +10,41 @@ are the OpenAI endpoints'; only the shapes differ. For each deployment the route
   request the real API accepts is never refused here. A stream is relayed event by event,
   unchanged except that `message_start` names the public model.
 - any other kind: the request is translated to an OpenAI chat request and the answer, or each
-  stream chunk, back to Messages (gateway/proxy/anthropic_inbound.py); the `x-symbiosis-dropped`
-  response header names what the translation left out (thinking, context_management, ...).
+  stream chunk, back to Messages (gateway/proxy/translate/messages_to_chat.py); the
+  `x-symbiosis-dropped` response header names what the translation left out (thinking, ...).
 
 Betas the guardrail policy denies (`denied_betas`) are refused with 403 `beta_not_allowed`,
-whatever the deployment.
-
-Every error is Anthropic's error object with the matching status; a stream that breaks after it
-started ends with an `error` event and no `message_stop`.
+whatever the deployment. Every error is Anthropic's error object with the matching status; a
+stream that breaks after it started ends with an `error` event and no `message_stop`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
-from ninja import Router
 
 from gateway import scrub
-from gateway.proxy import anthropic_inbound as inbound
-from gateway.proxy import catalog, limits, metering, router
+from gateway.proxy import limits, router
 from gateway.proxy import request as parse
 from gateway.proxy.adapters import ChatStream, get_adapter
 from gateway.proxy.adapters.anthropic import AnthropicAdapter, Forwarded
+from gateway.proxy.dialects import Call, Opened
 from gateway.proxy.errors import BadRequest, PermissionDenied, ProxyError, answer_json
-from gateway.proxy.metering import Trace
+from gateway.proxy.exchange import Exchange
 from gateway.proxy.router import Routed
+from gateway.proxy.stages.screening import OutputSlots, Screening
+from gateway.proxy.stages.usage import anthropic_usage, as_anthropic
+from gateway.proxy.translate import messages_to_chat as inbound
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
-messages_routes = Router(tags=["Anthropic-compatible"])
-
 R = TypeVar("R", bound=HttpResponseBase)
+DROPPED_HEADER = "x-symbiosis-dropped"  # what a translation left out (thinking, context_management, ...)
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -63,7 +60,7 @@ _ERROR_TYPES = {
     504: "api_error",
     529: "overloaded_error",
 }
-# Where each provider kind wants the output limit (see anthropic_inbound.to_chat_request); max_tokens elsewhere.
+# Where each provider kind wants the output limit (see messages_to_chat.to_chat_request); max_tokens elsewhere.
 _MAX_TOKENS_FIELD = {"openai": "max_completion_tokens"}
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 # The text fields of a content block's deltas, and the delta type each belongs to.
@@ -110,9 +107,6 @@ def error_response(exc: ProxyError, request_id: str) -> HttpResponse:
     for name, value in exc.headers.items():
         response[name] = value
     return _identified(response, request_id)
-
-
-anthropic_errors = metering.traced(error_response)
 
 
 # --- the request ---
@@ -171,7 +165,7 @@ def checked(body: dict[str, Any]) -> bool:
     That is the model, the output limit (for the budget hold), `messages` as a list of objects and
     `system` as a string or a list (the text to screen), `stream`. The rest is for the upstream to
     judge when the request is passed through (so nothing the real API accepts is refused here),
-    and for the translation (anthropic_inbound) otherwise.
+    and for the translation (translate/messages_to_chat.py) otherwise.
     """
     parse.required_str(body, "model")
     if body.get("max_tokens") is None:
@@ -193,81 +187,17 @@ def checked(body: dict[str, Any]) -> bool:
     return parse.optional_bool(body, "stream")
 
 
-# --- the endpoint ---
-
-
-def _json(data: dict[str, Any], request_id: str) -> HttpResponse:
-    return _identified(HttpResponse(answer_json(data), content_type="application/json"), request_id)
-
-
-@messages_routes.post("/messages", summary="Create a message (Anthropic-compatible)")
-@anthropic_errors
-async def create_message(request: HttpRequest) -> HttpResponseBase:
-    trace: Trace = request.trace  # type: ignore[attr-defined]
-    request_id = trace.request_id
-    trace.key = key = await catalog.authenticate(parse.presented_key(request))
-    client = forwarded(request, key)
-    body = parse.json_object(request)  # also refuses routing overrides (api_base, base_url, ...)
-    trace.model = body.get("model") if isinstance(body.get("model"), str) else ""
-    trace.stream = stream = checked(body)
-    model = await catalog.resolve(key, body["model"])
-    await _screen_input(trace, body)
-    trace.prompt({"messages": [body.get("system") or "", body.get("messages")]})
-    trace.request_payload = body
-    await trace.admit(
-        body, stream=stream, model=model, output=body["max_tokens"], prompt=lambda: limits.chat_prompt(body)
-    )
-    trace.routed = routed = Routed()
-    if not stream:
-        dropped: list[str] = []
-        reply = await router.route(key, model, routed, _answerer(body, client, dropped))
-        reply["model"] = routed.model.name  # type: ignore[union-attr]
-        trace.usage = metering.anthropic_usage(reply.get("usage"))
-        trace.saw_output(_message_text(reply.get("content")))
-        _screen_reply(trace, reply)
-        trace.response_payload = reply
-        return _said_dropped(_json(reply, request_id), dropped)
-
-    opened = await router.route(key, model, routed, _opener(body, client))
-    events = _relay(
-        opened,
-        router.idle_guarded(opened.rest, routed.deployment),  # type: ignore[union-attr]
-        public_name=routed.model.name,  # type: ignore[union-attr]
-        stop_sequences=body.get("stop_sequences"),
-        trace=trace,
-        secrets=scrub.current().plus(parse.presented_key(request)),
-    )
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return _said_dropped(_identified(response, request_id), opened.dropped)
-
-
-def _said_dropped(response: R, dropped: list[str]) -> R:
-    """Name what a translation left out (thinking, context_management, anthropic-beta, ...), if anything."""
-    if dropped:
-        response[DROPPED_HEADER] = ", ".join(dropped)
-    return response
-
-
-async def _screen_input(trace: Trace, body: dict[str, Any]) -> None:
-    """The input guardrails on the system prompt and the messages (redacted in place)."""
-    system = body.get("system")
-    head = [{"role": "system", "content": system}] if system else []
-    if (screened := await trace.screen_input(head + list(body["messages"]))) is not None:
-        if head:
-            body["system"] = screened[0]["content"]
-        body["messages"] = screened[len(head) :]
-
-
-def _screen_reply(trace: Trace, reply: dict[str, Any]) -> None:
-    """The output guardrails on each text block, through the filter a stream uses (same verdicts)."""
-    for block in reply.get("content") or ():
-        if isinstance(block, dict) and isinstance(block.get("text"), str):
-            if (screen := trace.output_filter()) is None:
-                return
-            block["text"] = screen.feed(block["text"]) + screen.close()
-            trace.delivered.append(block["text"])  # type: ignore[union-attr]
+def message_text(content: Any) -> str:
+    """The text a Messages reply produced: text blocks and tool inputs."""
+    parts: list[str] = []
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict):
+            if isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                with contextlib.suppress(orjson.JSONEncodeError):  # too deep: the answer is refused anyway
+                    parts.append(orjson.dumps(block.get("input")).decode())
+    return "".join(parts)
 
 
 def _chat_request(
@@ -303,24 +233,13 @@ def _answerer(
     return answer
 
 
-@dataclass
-class _Opened:
-    """A stream whose first item has arrived: Messages events (passed through) or OpenAI chunks."""
-
-    first: dict[str, Any]
-    rest: AsyncIterator[dict[str, Any]]
-    upstream: ChatStream
-    passthrough: bool
-    dropped: list[str]  # what the translation left out (nothing when passed through)
-
-
 def _opener(
     body: dict[str, Any], client: Forwarded
-) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[_Opened]]:
+) -> Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[Opened]]:
     """The routed call for a stream: open it and read its first item, so retries and fallbacks
     happen only before anything reaches the client (as router.open_stream does)."""
 
-    async def open_stream(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> _Opened:
+    async def open_stream(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> Opened:
         adapter = get_adapter(deployment.provider_kind)
         dropped: list[str] = []
         if isinstance(adapter, AnthropicAdapter):
@@ -329,7 +248,7 @@ def _opener(
         else:
             opening = adapter.open_chat_stream(deployment, _chat_request(body, deployment, client, dropped))
         first, rest, upstream = await router.read_first(deployment, opening)
-        return _Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter), dropped=dropped)
+        return Opened(first, rest, upstream, passthrough=isinstance(adapter, AnthropicAdapter), dropped=dropped)
 
     return open_stream
 
@@ -342,77 +261,162 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + answer_json(event) + b"\n\n"
 
 
-async def _relay(
-    opened: _Opened,
-    rest: AsyncIterator[dict[str, Any]],
-    *,
-    public_name: str,
-    stop_sequences: Any,
-    trace: Trace,
-    secrets: scrub.Secrets,
-) -> AsyncIterator[bytes]:
-    """Send the stream on as Messages events, as they arrive; every write scrubbed of the known
-    `secrets`, and secrets split across a block's deltas caught.
+class AnthropicMessages:
+    endpoint = "messages"
 
-    A client that disconnects cancels this generator and `finally` drops the upstream connection.
-    An upstream that fails mid-stream ends the client's stream with an `error` event and no
-    `message_stop`.
-    """
-    translator = (
-        None if opened.passthrough else inbound.StreamTranslator(model=public_name, stop_sequences=stop_sequences)
-    )
+    def error_response(self, exc: ProxyError, request_id: str) -> HttpResponse:
+        return error_response(exc, request_id)
 
-    screens: dict[int, Any] = {}
-    screening = trace.key is not None and trace.key.guardrails.checks_output
+    def identify(self, response: R, request_id: str) -> R:
+        return _identified(response, request_id)
 
-    def screened(event: dict[str, Any]) -> dict[str, Any] | None:
-        """The output guardrails on text deltas, per content block; what a block's filter still
-        holds goes out (the event returned) just before the block stops."""
+    def parse(self, request: HttpRequest, key: KeySnapshot, exchange: Exchange) -> Call:
+        client = forwarded(request, key)
+        body = parse.json_object(request)  # also refuses routing overrides (api_base, base_url, ...)
+        exchange.model = body.get("model") if isinstance(body.get("model"), str) else ""
+        exchange.stream = stream = checked(body)
+        return Call(
+            body=body,
+            model=body["model"],
+            stream=stream,
+            output=body["max_tokens"],
+            prompt=lambda: limits.chat_prompt(body),
+            options={"client": client},
+        )
+
+    async def screen(self, call: Call, screening: Screening) -> None:
+        """The input checks on the system prompt and the messages (redacted in place)."""
+        body = call.body
+        system = body.get("system")
+        head = [{"role": "system", "content": system}] if system else []
+        if (screened := await screening.input(head + list(body["messages"]))) is not None:
+            if head:
+                body["system"] = screened[0]["content"]
+            body["messages"] = screened[len(head) :]
+        call.prompt_source = {"messages": [body.get("system") or "", body.get("messages")]}
+
+    async def answer(
+        self, call: Call, key: KeySnapshot, model: ModelSnapshot, routed: Routed, exchange: Exchange
+    ) -> HttpResponse:
+        body, dropped = call.body, []
+        reply = await router.route(key, model, routed, _answerer(body, call.options["client"], dropped))
+        reply["model"] = routed.model.name  # type: ignore[union-attr]
+        exchange.usage = anthropic_usage(reply.get("usage"))
+        exchange.saw_output(message_text(reply.get("content")))
+        screening = exchange.screening
+        if screening is not None and screening.checks_output:
+            for block in reply.get("content") or ():
+                if isinstance(block, dict) and isinstance(block.get("text"), str):
+                    block["text"] = screening.whole(block["text"])
+        exchange.response_payload = reply
+        response = _identified(HttpResponse(answer_json(reply), content_type="application/json"), exchange.request_id)
+        return _said_dropped(response, dropped)
+
+    async def open(self, call: Call, key: KeySnapshot, model: ModelSnapshot, routed: Routed) -> Opened:
+        return await router.route(key, model, routed, _opener(call.body, call.options["client"]))
+
+    def encoder(
+        self, call: Call, opened: Opened, exchange: Exchange, public_name: str, secrets: scrub.Secrets
+    ) -> EventEncoder:
+        return EventEncoder(
+            exchange, opened, secrets=secrets, public_name=public_name, stop_sequences=call.body.get("stop_sequences")
+        )
+
+    def stream_headers(self, opened: Opened) -> dict[str, str]:
+        return {DROPPED_HEADER: ", ".join(opened.dropped)} if opened.dropped else {}
+
+
+def _said_dropped(response: R, dropped: list[str]) -> R:
+    """Name what a translation left out (thinking, context_management, anthropic-beta, ...), if anything."""
+    if dropped:
+        response[DROPPED_HEADER] = ", ".join(dropped)
+    return response
+
+
+class EventEncoder:
+    """Stream items to Messages events: passed-through events (the public model named in
+    `message_start`) or OpenAI chunks translated; usage read, each content block's text through
+    its output filter, and secrets split across a block's deltas caught."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        opened: Opened,
+        *,
+        secrets: scrub.Secrets,
+        public_name: str,
+        stop_sequences: Any,
+    ) -> None:
+        self.exchange = exchange
+        self.public_name = public_name
+        self.secrets = secrets
+        self.translator = (
+            None if opened.passthrough else inbound.StreamTranslator(model=public_name, stop_sequences=stop_sequences)
+        )
+        screening = exchange.screening
+        self.slots = OutputSlots(screening) if screening is not None and screening.checks_output else None
+        self.windows: dict[tuple[int, str], scrub.StreamWindow] = {}
+
+    def encode(self, item: dict[str, Any]) -> bytes | None:
+        if self.translator is not None:
+            return b"".join(self._meter(event) for event in self.translator.feed(item))
+        if item.get("type") == "message_start" and isinstance(item.get("message"), dict):
+            self.exchange.response_model = str(item["message"].get("model") or "")
+            item["message"]["model"] = self.public_name
+        return self._meter(item)
+
+    def tail(self) -> bytes:
+        if self.translator is None:
+            return b""
+        return b"".join(self._meter(event) for event in self.translator.finish())
+
+    def error(self, exc: ProxyError) -> bytes:
+        return _sse(error_body(exc, self.exchange.request_id))
+
+    def _meter(self, event: dict[str, Any]) -> bytes:
+        exchange, kind = self.exchange, event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            started = anthropic_usage(event["message"].get("usage"))
+            if started is not None:
+                exchange.usage = started
+        elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
+            delta = event["delta"]
+            exchange.saw_output(str(delta.get("text") or delta.get("partial_json") or ""))
+        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
+            exchange.saw_finish(event["delta"].get("stop_reason") if isinstance(event.get("delta"), dict) else None)
+            # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
+            merged = (exchange.usage and as_anthropic(exchange.usage)) or {}
+            exchange.usage = anthropic_usage(merged | event["usage"]) or exchange.usage
+        released = (
+            self._screened(event) if self.slots is not None else None
+        )  # after metering: estimates count what was produced
+        return (self._hide(released) if released else b"") + self._hide(event)
+
+    def _screened(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The output checks on text deltas, per content block; what a block's filter still holds
+        goes out (the event returned) just before the block stops."""
         kind, index = event.get("type"), event.get("index")
         if not isinstance(index, int):
             return None
-        delta = event.get("delta")
+        slots, delta = self.slots, event.get("delta")
         if kind == "content_block_delta" and isinstance(delta, dict) and isinstance(delta.get("text"), str):
-            if index not in screens and (screen := trace.output_filter()) is not None:
-                screens[index] = screen
-            if index in screens:
-                delta["text"] = screens[index].feed(delta["text"])
-                trace.delivered.append(delta["text"])  # type: ignore[union-attr]
-        elif kind == "content_block_stop" and index in screens and (rest := screens.pop(index).close()):
-            trace.delivered.append(rest)  # type: ignore[union-attr]
-            return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": rest}}
+            delta["text"] = slots.feed(index, delta["text"])  # type: ignore[union-attr]
+        elif kind == "content_block_stop" and (held := slots.close(index)):  # type: ignore[union-attr]
+            return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": held}}
         return None
 
-    def meter(event: dict[str, Any]) -> bytes:
-        kind = event.get("type")
-        if kind == "message_start" and isinstance(event.get("message"), dict):
-            started = metering.anthropic_usage(event["message"].get("usage"))
-            if started is not None:
-                trace.usage = started
-        elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
-            delta = event["delta"]
-            trace.saw_output(str(delta.get("text") or delta.get("partial_json") or ""))
-        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
-            trace.saw_finish(event["delta"].get("stop_reason") if isinstance(event.get("delta"), dict) else None)
-            # Output tokens (and, from some servers, corrected input tokens) arrive at the end.
-            merged = (trace.usage and _as_anthropic(trace.usage)) or {}
-            trace.usage = metering.anthropic_usage(merged | event["usage"]) or trace.usage
-        released = screened(event) if screening else None  # after metering: estimates count what was produced
-        return (hide(released) if released else b"") + hide(event)
-
-    windows: dict[tuple[int, str], scrub.StreamWindow] = {}
-
-    def hide(event: dict[str, Any]) -> bytes:
+    def _hide(self, event: dict[str, Any]) -> bytes:
         """Known secrets split across a block's deltas (gateway/scrub.py): each text field of a
         block through a window; what a window holds goes out in a delta just before the block stops."""
         index = event.get("index")
-        if not secrets or not isinstance(index, int):
+        if not self.secrets or not isinstance(index, int):
             return _sse(event)
+        windows = self.windows
         kind, delta, out = event.get("type"), event.get("delta"), b""
         if kind == "content_block_delta" and isinstance(delta, dict):
             for name in _DELTA_TEXT:
                 if isinstance(delta.get(name), str):
-                    window = windows.get((index, name)) or windows.setdefault((index, name), secrets.window())
+                    window = windows.get((index, name)) or windows.setdefault((index, name), self.secrets.window())
                     delta[name] = window.feed(delta[name])
         elif kind == "content_block_stop":
             for key in [k for k in windows if k[0] == index]:
@@ -421,53 +425,3 @@ async def _relay(
                         {"type": "content_block_delta", "index": index, "delta": _DELTA_TEXT[key[1]] | {key[1]: held}}
                     )
         return out + _sse(event)
-
-    def encode(item: dict[str, Any]) -> bytes:
-        if translator is not None:
-            return b"".join(meter(event) for event in translator.feed(item))
-        if item.get("type") == "message_start" and isinstance(item.get("message"), dict):
-            trace.response_model = str(item["message"].get("model") or "")
-            item["message"]["model"] = public_name
-        return meter(item)
-
-    finished = False
-    try:
-        if data := encode(opened.first):
-            yield secrets.bytes(data)
-        async for item in rest:
-            if data := encode(item):
-                yield secrets.bytes(data)
-        if translator is not None:
-            yield secrets.bytes(b"".join(meter(event) for event in translator.finish()))
-        finished = True
-    except ProxyError as exc:
-        trace.failed(exc.status, exc.code)
-        yield secrets.bytes(_sse(error_body(exc, trace.request_id)))
-    finally:
-        if not finished and not trace.error_code:
-            trace.failed(499, "client_disconnected")
-        trace.finish()  # the row first, before anything that awaits (and could be cancelled)
-        await opened.upstream.aclose()
-        await trace.release()
-
-
-def _as_anthropic(usage: metering.Usage) -> dict[str, int]:
-    """Our usage back in Anthropic's terms, to merge a message_delta's counts into it."""
-    return {
-        "input_tokens": usage.input_tokens - usage.cached_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cached_tokens,
-    }
-
-
-def _message_text(content: Any) -> str:
-    """The text a Messages reply produced: text blocks and tool inputs."""
-    parts: list[str] = []
-    for block in content if isinstance(content, list) else ():
-        if isinstance(block, dict):
-            if isinstance(block.get("text"), str):
-                parts.append(block["text"])
-            elif block.get("type") == "tool_use":
-                with contextlib.suppress(orjson.JSONEncodeError):  # too deep: the answer is refused anyway
-                    parts.append(orjson.dumps(block.get("input")).decode())
-    return "".join(parts)

@@ -1,6 +1,7 @@
-"""Anthropic's Messages API in front of OpenAI-shaped providers (for /v1/messages).
+"""Translation from Anthropic Messages to OpenAI chat completions and back (a Messages client on
+/v1/messages, an OpenAI-speaking deployment).
 
-The mirror image of adapters/anthropic.py, in three pure pieces tested without a network:
+The mirror image of translate/chat_to_messages.py, in three pure pieces tested without a network:
 
 - `to_chat_request(body, model=...)`: a Messages request -> an OpenAI chat request
 - `to_message(completion, model=...)`: an OpenAI chat.completion -> a Messages reply
