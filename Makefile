@@ -62,9 +62,10 @@ worker: install
 beat: install
 	$(BIN)/celery -A gateway beat --loglevel INFO
 
-## bench: the gateway against the mock upstream called directly, a bare forwarder and LiteLLM
+## bench: the gateway against the mock upstream, a bare forwarder and LiteLLM; the issue's targets as PASS/MISS
+## (BENCH_ARGS passes options: BENCH_ARGS="--strict", "--targets direct,forwarder,gateway,gateway-granian", "--profile")
 bench: install-dev
-	$(PY) -m tests.bench.run
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 ## requirements: re-pin requirements/*.txt from requirements/*.in
 requirements: install-dev

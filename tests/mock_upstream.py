@@ -50,6 +50,10 @@ name of the request, so one server plays every scenario:
   `DEEP` (300) levels; streaming, the chunk after the role chunk carries it
 - `mock-slow-tail=<seconds>`: the echo (plain or streamed), billed at once, whose last bytes (the
   second half of the body, or a stream's `[DONE]` after its usage) leave that much later
+- `mock-drip=<every>,<seconds>` (`mock-drip=0.5,15`): a long, slow stream for holding many at
+  once: the role chunk, then one content chunk every <every> seconds for <seconds> seconds, the
+  finish chunk, the usage chunk when asked for, and `[DONE]`; billed once all has left. Not
+  streaming: the echo after <seconds>. A name that does not parse gets a 400
 - `mock-echo-auth`: an answer that quotes the bearer value it was sent: in the content, in a tool
   call's arguments, and in `id`, `model` and `system_fingerprint`; streaming, the content and
   the arguments arrive a few characters a chunk, so the key is split across many chunks
@@ -628,6 +632,54 @@ async def _slow_tail(request: web.Request, body: dict[str, Any], state: MockStat
     return response
 
 
+def _drip_timing(model: str) -> tuple[float, int] | None:
+    """(seconds between chunks, content chunks) of `mock-drip=<every>,<seconds>`, or None."""
+    every, _, seconds = model.removeprefix("mock-drip=").partition(",")
+    try:
+        interval, total = float(every), float(seconds)
+    except ValueError:
+        return None
+    if not (math.isfinite(interval) and math.isfinite(total)) or interval <= 0 or total < 0:
+        return None
+    return interval, max(1, round(total / interval))
+
+
+async def _drip(request: web.Request, body: dict[str, Any], state: MockState, model: str) -> web.StreamResponse:
+    """A stream that trickles for a while (`mock-drip=<every>,<seconds>`): what a server holding a
+    thousand of them at once must keep per stream, and nothing more as the chunks go by."""
+    timing = _drip_timing(model)
+    if timing is None:
+        return _error(400, f"mock: {model!r} is not mock-drip=<every>,<seconds>")
+    interval, count = timing
+    usage = _usage(count)
+    if not body.get("stream"):
+        if await _wait_or_gone(request, interval * count):
+            state.disconnects.append(model)
+            return web.Response()
+        reply = _completion(body) | {"usage": usage}
+        state.bill(body, usage)
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    try:
+        await response.prepare(request)
+        await response.write(_chunk(body, {"role": "assistant", "content": ""}))
+        for i in range(count):
+            await asyncio.sleep(interval)
+            await response.write(_chunk(body, {"content": f"tick{i} "}))
+        await response.write(_chunk(body, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            last = orjson.loads(_chunk(body, {})[6:])
+            last["choices"], last["usage"] = [], usage
+            await response.write(b"data: " + orjson.dumps(last) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+    except ConnectionResetError:
+        state.disconnects.append(model)
+        return response
+    state.bill(body, usage)
+    state.completed_streams.append(model)
+    return response
+
+
 def build_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -648,6 +700,8 @@ def build_app(state: MockState) -> web.Application:
             return await _echo_auth(request, body, state, model)
         if is_agent(model):
             return await _agent(request, body, state, model)
+        if model.startswith("mock-drip="):
+            return await _drip(request, body, state, model)
         if model.startswith("mock-slow-tail="):
             return await _slow_tail(request, body, state, float(model.removeprefix("mock-slow-tail=")))
         if model.startswith("mock-status-"):

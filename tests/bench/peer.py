@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.bench.procs import SERVER_CORE, STATE, Proc, pinned
+from tests.bench.procs import CACHE, ROOT, SERVER_CORE, STATE, Proc, pinned
 
 # Our reference was 1.106. Later 1.106.x and 1.105.x releases pin a certifi newer than the registry
 # here serves; 1.106.0 installs. BENCH_LITELLM_VERSION picks another.
 LITELLM_VERSION = os.environ.get("BENCH_LITELLM_VERSION", "1.106.0")
-VENV = STATE / "litellm-venv"
+VENV = CACHE / "litellm-venv"
 INSTALL_TIMEOUT_S = 900
 MARKER = VENV / f".installed-litellm-{LITELLM_VERSION}"
 
@@ -29,7 +29,7 @@ def ensure_installed() -> Path:
     executable = VENV / "bin" / "litellm"
     if MARKER.exists() and executable.exists():
         return executable
-    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {VENV.relative_to(STATE.parent)} ...", flush=True)
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {VENV.relative_to(ROOT)} ...", flush=True)
     log = STATE / "logs" / "litellm-install.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     python = VENV / "bin" / "python"

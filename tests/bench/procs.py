@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = ROOT / ".bench"
+# Results, logs and request bodies of a run; BENCH_STATE_DIR keeps a second run on the same checkout
+# from overwriting the first one's. Installed peers (LiteLLM's venv) stay in CACHE, shared.
+CACHE = ROOT / ".bench"
+STATE = Path(os.environ.get("BENCH_STATE_DIR") or CACHE).resolve()
 # The project's venv (`make install-dev`), where gunicorn, py-spy and the project's packages are.
 VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "python").exists() else Path(sys.prefix) / "bin"
 
@@ -123,6 +126,14 @@ class Proc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)  # its own session: the group id is its pid
 
+    def worker_pid(self) -> int:
+        """The process that serves requests: gunicorn's or granian's one worker, else the process itself
+        (LiteLLM, the mock). Raises when a server runs more than one worker: figures would be per worker."""
+        children = self.children()
+        if len(children) > 1:
+            raise RuntimeError(f"{self.name}: expected one worker process, found {children}")
+        return children[0] if children else self.pid
+
     @classmethod
     def stop_all(cls) -> None:
         for proc in reversed(list(cls._all)):
@@ -165,6 +176,30 @@ def run(
             f"{' '.join(argv[:4])} ... failed with code {result.returncode}:\n{(result.stdout + result.stderr)[-3000:]}"
         )
     return result
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of one process (VmRSS), in MiB; 0.0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def raise_open_files_limit(wanted: int = 65536) -> int:
+    """Lift our soft limit on open files (inherited by what we start) towards the hard one: a
+    thousand held streams cost the server two descriptors each. Returns the limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # --- CPU accounting: how busy the server was, and whether anything else was running ---

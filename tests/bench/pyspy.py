@@ -74,10 +74,20 @@ def frames(stack: str) -> Iterator[Frame]:
         yield Frame(match["func"], path, match["line"] or "")
 
 
+# Frames every sample sits under (the server, its worker, the event loop, a pool thread): in a
+# cumulative listing they only say "100 %". uvicorn's protocol and middleware frames wrap every
+# request the same way; granian's worker frames play the same part under granian.
 _SCAFFOLDING = (
     "(gunicorn",
     "(uvicorn/workers.py)",
     "(uvicorn/_compat.py)",
+    "(uvicorn/server.py)",
+    "(uvicorn/protocols/http/",
+    "(uvicorn/middleware/",
+    "(granian)",
+    "(granian/",
+    "(click/",
+    "(multiprocessing/",
     "(asyncio/runners.py)",
     "(asyncio/events.py)",
     "(threading.py)",
@@ -89,8 +99,26 @@ def _is_scaffolding(name: str) -> bool:
     return any(marker in name for marker in _SCAFFOLDING)
 
 
-def summarize(raw: Path, *, top: int = 25) -> str:
-    """Where the time goes: by package, by function (self and inclusive), our own code, and call sites."""
+@dataclass
+class Summary:
+    """What a recording says: the text to print, and the top entries for results (JSON)."""
+
+    text: str
+    samples: int
+    own: list[tuple[str, float]]  # (function, share of samples) by own (self) time
+    cumulative: list[tuple[str, float]]  # by cumulative (inclusive) time, the scaffolding left out
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "samples": self.samples,
+            "top_by_own_time": [{"function": f, "share": round(p, 4)} for f, p in self.own],
+            "top_by_cumulative_time": [{"function": f, "share": round(p, 4)} for f, p in self.cumulative],
+        }
+
+
+def summarize(raw: Path, *, top: int = 25) -> Summary:
+    """Where the time goes: the top functions by own time and by cumulative time, then by package,
+    our own code, and the call sites of the hottest functions."""
     self_time: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     ours: collections.Counter[str] = collections.Counter()
@@ -116,7 +144,7 @@ def summarize(raw: Path, *, top: int = 25) -> str:
         for name in {f.name for f in stack_frames if f.area.endswith("(ours)")}:
             ours[name] += count
     if not total:
-        return "py-spy recorded no samples"
+        return Summary("py-spy recorded no samples", 0, [], [])
 
     def pct(n: int) -> str:
         return f"{n / total:>6.1%}  {n:>7}"
@@ -126,15 +154,22 @@ def summarize(raw: Path, *, top: int = 25) -> str:
             f"  {pct(n)}  {name}" for name, n in rows
         ]
 
-    # The frames every sample sits under (gunicorn, the worker, the event loop, a pool thread) say nothing.
-    below_loop = [(name, n) for name, n in inclusive.most_common() if not _is_scaffolding(name)][:top]
+    own = self_time.most_common(top)
+    cumulative = [(name, n) for name, n in inclusive.most_common() if not _is_scaffolding(name)][:top]
     out = [f"\npy-spy: {total} samples of the thread holding the GIL (the worker's Python work)"]
-    out += table("self time by package (where the CPU is)", by_area.most_common())
-    out += table(f"top {top} functions by self time", self_time.most_common(top))
-    out += table(f"top {top} functions by inclusive time (below the event loop)", below_loop)
-    out += table("our code (gateway/, billing/, approvals/), inclusive", ours.most_common(top))
-    out.append("\nhottest call sites of the top 10 self-time functions")
+    out += table(f"top {top} functions by own time (the function's own code, what it calls excluded)", own)
+    out += table(
+        f"top {top} functions by cumulative time (with all they call; server and event loop left out)", cumulative
+    )
+    out += table("own time by package (where the CPU is)", by_area.most_common())
+    out += table("our code (gateway/, billing/, approvals/) by cumulative time", ours.most_common(top))
+    out.append("\nhottest call sites of the top 10 own-time functions")
     for name, n in self_time.most_common(10):
         sites = ", ".join(f"{site} {c / total:.1%}" for site, c in callers[name].most_common(2))
         out.append(f"  {n / total:>6.1%}  {name}  <- {sites}")
-    return "\n".join(out)
+    return Summary(
+        "\n".join(out),
+        total,
+        [(name, n / total) for name, n in own],
+        [(name, n / total) for name, n in cumulative],
+    )

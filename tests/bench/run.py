@@ -1,13 +1,20 @@
-"""`make bench`: one run, one load, four targets.
+"""`make bench`: one run, one load, the targets of issue 13.
 
 - direct: the mock upstream (tests/mock_upstream.py) called directly, the limit;
 - forwarder: a bare Django + django-ninja forwarder (tests/bench/forwarder.py), the framework's ceiling;
 - gateway: gunicorn + 1 uvicorn worker, production settings (Postgres, Redis, DEBUG=0);
-- litellm: LiteLLM's proxy with one worker, installed into .bench/litellm-venv (the peer).
+- gateway-governed: the same with a hard budget and RPM/TPM limits far above the load;
+- litellm: LiteLLM's proxy with one worker, installed into .bench/litellm-venv (the peer);
+- gateway-granian (optional, `--targets ...,gateway-granian`): the gateway served by granian, a
+  Rust HTTP server, instead of gunicorn + uvicorn, to compare the two servers in one run.
 
 The server under test runs on core 0; wrk and the mock share core 1, so figures are per core.
 Each scenario (non-streaming at c=1 and c=32, streaming at c=1 and c=32) gets a short warm-up,
-then a measured run. Results are printed and written to .bench/results.json.
+then a measured run. After its scenarios a server's worker RSS is read; the gateway then holds
+1,000 slow streams at once while its RSS is sampled (tests/bench/slowstreams.py), and a short
+check shows that the server runs the lifespan shutdown that flushes the request log. Results,
+ratios and the targets (PASS/MISS, tests/bench/goals.py) are printed and written to
+.bench/results.json (BENCH_STATE_DIR moves them).
 
 `--profile` instead runs the gateway under py-spy during c=32 non-streaming load and prints
 where its time goes (`--profile-target` and `--profile-scenario` pick others).
@@ -26,18 +33,17 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tests.bench import peer, pyspy
+from tests.bench import peer, pyspy, servers, slowstreams
+from tests.bench.goals import NOISY_PCT, Run, evaluate, noisy_runs, print_evaluation
 from tests.bench.load import Load, LoadResult, ensure_wrk, run_load
 from tests.bench.procs import (
     CLIENT_CORE,
@@ -50,6 +56,8 @@ from tests.bench.procs import (
     free_port,
     pinned,
     pinning_available,
+    raise_open_files_limit,
+    rss_mib,
     run,
     set_niceness,
     wait_for_port,
@@ -68,12 +76,8 @@ BODY: dict[str, Any] = {
 # `gateway-governed`: the same gateway with a hard budget (prices set), and RPM/TPM limits on the
 # key and the project, all far above the load: the cost of the governance on the hot path.
 TARGETS = ("direct", "forwarder", "gateway", "gateway-governed", "litellm")
-ALL_TARGETS = (*TARGETS, "forwarder-stock")
-GOAL_ADDED_P50_MS = 1.5
-GOAL_VS_LITELLM = 5.0
-GOAL_VS_FORWARDER = 0.70
-GOAL_GOVERNANCE_P50_MS = 1.0
-NOISY_PCT = 10  # % of a core used by processes outside the bench during a measured run
+ALL_TARGETS = (*TARGETS, "forwarder-stock", "gateway-granian")
+GATEWAY_SERVERS = {"gateway": "uvicorn", "gateway-granian": "granian"}  # also checked for the lifespan flush
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,12 @@ SCENARIOS = (
 
 @dataclass
 class Endpoint:
-    """A running target: where to send chat completions and with which key."""
+    """A running target: where to send chat completions and with which key (and, for a gateway,
+    the environment it runs with, so that a second server can be started on the same database)."""
 
     url: str
     key: str
+    env: dict[str, str] | None = None
 
 
 class Skip(Exception):
@@ -115,28 +121,6 @@ def start_mock() -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def _gunicorn(name: str, app: str, port: int, env: dict[str, str]) -> Proc:
-    """Serve like `make serve` does: gunicorn managing one uvicorn worker."""
-    argv = [
-        str(VENV_BIN / "gunicorn"),
-        app,
-        "-k",
-        "gateway.workers.UvicornWorker",
-        "--workers",
-        "1",
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
-    if _gunicorn_has_control_socket():
-        argv.append("--no-control-socket")  # not shared with any other gunicorn on this machine
-    return Proc(name, pinned(SERVER_CORE, argv), env=env)
-
-
-def _gunicorn_has_control_socket() -> bool:
-    result = subprocess.run([str(VENV_BIN / "gunicorn"), "--help"], capture_output=True, text=True, timeout=30)
-    return "--no-control-socket" in result.stdout
-
-
 def start_forwarder(upstream: str, *, handler: str = "lean") -> tuple[Proc, Endpoint]:
     port = free_port()
     env = os.environ | {
@@ -145,7 +129,7 @@ def start_forwarder(upstream: str, *, handler: str = "lean") -> tuple[Proc, Endp
         "BENCH_FORWARDER_HANDLER": handler,
     }
     name = "forwarder" if handler == "lean" else f"forwarder-{handler}"
-    proc = _gunicorn(name, "tests.bench.forwarder:application", port, env)
+    proc = servers.serve(name, "tests.bench.forwarder:application", port=port, env=env)
     wait_for_port(port, timeout=60, proc=proc)
     return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", "sk-bench")
 
@@ -167,7 +151,7 @@ def gateway_env() -> dict[str, str]:
     }
 
 
-def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = False) -> str:
+def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = False, slow_model: str = "") -> str:
     """A fresh database and Redis index, migrated and seeded through gateway.services; returns the key."""
     import psycopg
     import redis
@@ -187,6 +171,8 @@ def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = Fals
     python = str(VENV_BIN / "python")
     run([python, "manage.py", "migrate", "--noinput", "-v0"], timeout=300, env=env)
     seed = [python, "-m", "tests.bench.seed", "--upstream", upstream, *(["--governed"] if governed else [])]
+    if slow_model:
+        seed += ["--slow-upstream-model", slow_model]
     output = run(seed, timeout=120, env=env).stdout
     for line in output.splitlines():
         if line.startswith("BENCH_KEY "):
@@ -194,13 +180,16 @@ def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = Fals
     raise RuntimeError(f"tests.bench.seed printed no key:\n{output[-2000:]}")
 
 
-def start_gateway(upstream: str, *, governed: bool = False) -> tuple[Proc, Endpoint]:
+def start_gateway(
+    upstream: str, *, governed: bool = False, server: str = "uvicorn", slow_model: str = ""
+) -> tuple[Proc, Endpoint]:
     env = gateway_env()
-    key = prepare_gateway(env, upstream, governed=governed)
+    key = prepare_gateway(env, upstream, governed=governed, slow_model=slow_model)
     port = free_port()
-    proc = _gunicorn("gateway-governed" if governed else "gateway", "gateway.asgi:application", port, env)
+    name = "gateway-governed" if governed else ("gateway" if server == "uvicorn" else f"gateway-{server}")
+    proc = servers.serve(name, "gateway.asgi:application", port=port, env=env, server=server)
     wait_for_port(port, timeout=60, proc=proc)
-    return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key)
+    return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", key, env)
 
 
 def start_litellm(upstream: str) -> tuple[Proc, Endpoint]:
@@ -352,125 +341,6 @@ def print_table(results: dict[str, dict[str, LoadResult]], skipped: dict[str, st
     )
 
 
-def evaluate(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str]) -> tuple[dict, list[dict]]:
-    """The ratios and the issue's targets (each PASS, MISS or n/a with the reason)."""
-    gateway = results.get("gateway", {})
-    ratios: dict[str, float] = {}
-    goals: list[dict[str, Any]] = []
-
-    def ok(target: str, scenario: str) -> LoadResult | None:
-        return results.get(target, {}).get(scenario)
-
-    for scenario in gateway:
-        if (direct := ok("direct", scenario)) and direct.rps:
-            ratios[f"gateway/direct throughput, {scenario}"] = gateway[scenario].rps / direct.rps
-    for scenario in ("non-stream c=1", "stream c=1"):
-        for name in ("gateway", "gateway-governed", "forwarder"):  # the forwarder: the framework alone
-            if (r := ok(name, scenario)) and (direct := ok("direct", scenario)):
-                ratios[f"{name} added p50 ms over direct, {scenario}"] = r.p50_ms - direct.p50_ms
-        if (governed := ok("gateway-governed", scenario)) and (plain := ok("gateway", scenario)):
-            ratios[f"budgets and rate limits added p50 ms, {scenario}"] = governed.p50_ms - plain.p50_ms
-    for scenario in ("non-stream c=32", "stream c=32"):
-        if (governed := ok("gateway-governed", scenario)) and (plain := ok("gateway", scenario)) and plain.rps:
-            ratios[f"gateway-governed/gateway throughput, {scenario}"] = governed.rps / plain.rps
-    for peer_name, label in (
-        ("forwarder", "forwarder"),
-        ("forwarder-stock", "forwarder-stock"),
-        ("litellm", "LiteLLM"),
-    ):
-        for scenario in ("non-stream c=32", "stream c=32"):
-            if (gw := ok("gateway", scenario)) and (other := ok(peer_name, scenario)) and other.rps:
-                ratios[f"gateway/{label} throughput, {scenario}"] = gw.rps / other.rps
-                # The same comparison by CPU per request: barely moved by other load on the machine.
-                if gw.server_ms_per_request and other.server_ms_per_request:
-                    cost = other.server_ms_per_request / gw.server_ms_per_request
-                    ratios[f"{label}/gateway CPU per request, {scenario}"] = cost
-
-    def goal(name: str, value: float | None, passed: bool, shown: str, why_not: str, errors: list[str]) -> None:
-        if value is None:
-            goals.append({"goal": name, "value": None, "verdict": "n/a", "note": why_not})
-            return
-        note = "; ".join(errors)
-        verdict = "PASS" if passed and not any(e.startswith("gateway") for e in errors) else "MISS"
-        goals.append({"goal": name, "value": round(value, 3), "shown": shown, "verdict": verdict, "note": note})
-
-    def error_notes(*pairs: tuple[str, str]) -> list[str]:
-        notes = [
-            f"{target} had {r.error_count} errors in {scenario}"
-            for target, scenario in pairs
-            if (r := ok(target, scenario)) and r.error_count
-        ]
-        return notes + [
-            f"disturbed: {target} {scenario} ran with {other:.0f}% other load"
-            for target, scenario in pairs
-            if (r := ok(target, scenario)) and (other := r.cpu.get("other_cpu_pct", 0)) > NOISY_PCT
-        ]
-
-    def missing(*targets: str) -> str:
-        gone = [t for t in targets if t not in results or t in skipped]
-        return ", ".join(f"{t} {'skipped: ' + skipped[t] if t in skipped else 'not run'}" for t in gone)
-
-    added = ratios.get("gateway added p50 ms over direct, non-stream c=1")
-    goal(
-        f"added p50 over direct at c=1 (non-stream) <= {GOAL_ADDED_P50_MS} ms",
-        added,
-        added is not None and added <= GOAL_ADDED_P50_MS,
-        f"{added:.2f} ms" if added is not None else "",
-        missing("gateway", "direct"),
-        error_notes(("gateway", "non-stream c=1"), ("direct", "non-stream c=1")),
-    )
-    for scenario in ("non-stream c=32", "stream c=32"):
-        value = ratios.get(f"gateway/LiteLLM throughput, {scenario}")
-        goal(
-            f">= {GOAL_VS_LITELLM:.0f}x LiteLLM throughput at c=32 ({scenario.split()[0]})",
-            value,
-            value is not None and value >= GOAL_VS_LITELLM,
-            f"{value:.2f}x" if value is not None else "",
-            missing("gateway", "litellm"),
-            error_notes(("gateway", scenario), ("litellm", scenario)),
-        )
-    for scenario in ("non-stream c=32", "stream c=32"):
-        value = ratios.get(f"gateway/forwarder throughput, {scenario}")
-        goal(
-            f">= {GOAL_VS_FORWARDER:.0%} of the bare forwarder at c=32 ({scenario.split()[0]})",
-            value,
-            value is not None and value >= GOAL_VS_FORWARDER,
-            f"{value:.0%}" if value is not None else "",
-            missing("gateway", "forwarder"),
-            error_notes(("gateway", scenario), ("forwarder", scenario)),
-        )
-    governance = ratios.get("budgets and rate limits added p50 ms, non-stream c=1")
-    goal(
-        f"budgets and rate limits add <= {GOAL_GOVERNANCE_P50_MS} ms at p50 (c=1, non-stream)",
-        governance,
-        governance is not None and governance <= GOAL_GOVERNANCE_P50_MS,
-        f"{governance:.2f} ms" if governance is not None else "",
-        missing("gateway", "gateway-governed"),
-        error_notes(("gateway", "non-stream c=1"), ("gateway-governed", "non-stream c=1")),
-    )
-    return ratios, goals
-
-
-def print_evaluation(ratios: dict[str, float], goals: list[dict[str, Any]], noisy: list[str]) -> None:
-    print("\nratios (CPU per request: the peer's ms/req over the gateway's, like a throughput ratio)")
-    for name, value in ratios.items():
-        if "added p50" in name:
-            print(f"  {name:<52} {value:+.2f} ms")
-        else:
-            print(f"  {name:<52} {value:.2f}x ({value:.0%})")
-    print("\ntargets (from the issue)")
-    for g in goals:
-        shown = g.get("shown") or "-"
-        note = f"  [{g['note']}]" if g.get("note") else ""
-        print(f"  {g['verdict']:<5} {g['goal']:<58} {shown}{note}")
-    if noisy:
-        print(
-            f"\nwarning: other processes used over {NOISY_PCT}% of a core during {len(noisy)} run(s) "
-            f"({', '.join(noisy[:4])}{', ...' if len(noisy) > 4 else ''}); those figures are disturbed. "
-            "The CPU-per-request ratios hold up best; rerun on a quiet machine for the rest."
-        )
-
-
 def meta(args: argparse.Namespace, wrk: str | None, wrk_note: str) -> dict[str, Any]:
     import django
 
@@ -487,6 +357,14 @@ def meta(args: argparse.Namespace, wrk: str | None, wrk_note: str) -> dict[str, 
         "body": BODY,
         "django": django.get_version(),
         "litellm": peer.LITELLM_VERSION,
+        "granian": servers.granian_version() if "gateway-granian" in args.targets else None,
+        "slow_streams": {
+            "streams": args.slow_streams,
+            "chunk_every_s": args.slow_every,
+            "stream_s": args.slow_seconds,
+            "ramp_s": args.slow_ramp,
+            "flat_rule": slowstreams.RULE,
+        },
     }
 
 
@@ -503,13 +381,94 @@ def _cpu_model() -> str:
 # --- the two modes ---
 
 
-STARTERS: dict[str, Callable[[str], tuple[Proc | None, Endpoint]]] = {
-    "forwarder": start_forwarder,
-    "forwarder-stock": lambda upstream: start_forwarder(upstream, handler="stock"),
-    "gateway": start_gateway,
-    "gateway-governed": lambda upstream: start_gateway(upstream, governed=True),
-    "litellm": start_litellm,
-}
+def start_target(target: str, upstream: str, args: argparse.Namespace) -> tuple[Proc, Endpoint]:
+    slow_model = f"mock-drip={args.slow_every:g},{args.slow_seconds:g}"
+    if target == "forwarder":
+        return start_forwarder(upstream)
+    if target == "forwarder-stock":
+        return start_forwarder(upstream, handler="stock")
+    if target == "gateway":
+        return start_gateway(upstream, slow_model=slow_model)
+    if target == "gateway-governed":
+        return start_gateway(upstream, governed=True, slow_model=slow_model)
+    if target == "gateway-granian":
+        try:
+            servers.ensure_granian()
+        except RuntimeError as exc:
+            raise Skip(f"cannot install granian=={servers.GRANIAN_VERSION}: {str(exc).splitlines()[0]}") from None
+        return start_gateway(upstream, server="granian", slow_model=slow_model)
+    if target == "litellm":
+        return start_litellm(upstream)
+    raise ValueError(f"unknown target {target!r}")
+
+
+@dataclass
+class Extras:
+    """What is measured besides the load: worker memory, slow streams, the lifespan flush."""
+
+    rss_mib: dict[str, float]
+    slow: dict[str, slowstreams.SlowStreamsResult]
+    slow_skipped: dict[str, str]
+    lifespan: dict[str, servers.LifespanCheck | str]
+
+
+def after_scenarios(target: str, proc: Proc, endpoint: Endpoint, args: argparse.Namespace, extras: Extras) -> None:
+    """A server's worker RSS at the end of its scenarios, then (gateways) the slow streams."""
+    worker = proc.worker_pid()
+    extras.rss_mib[target] = round(rss_mib(worker), 1)
+    print(f"[{target}] worker RSS after its scenarios: {extras.rss_mib[target]:.1f} MiB", flush=True)
+    if target not in args.slow_targets:
+        return
+    if args.slow_streams <= 0:
+        extras.slow_skipped[target] = "off (--slow-streams 0)"
+        return
+    if args.open_files < 2 * args.slow_streams + 512:  # a socket to the client and one upstream per stream
+        extras.slow_skipped[target] = f"the open-files limit ({args.open_files}) is too low; raise `ulimit -n`"
+        print(f"[{target}] slow streams skipped: {extras.slow_skipped[target]}", flush=True)
+        return
+    print(
+        f"[{target}] holding {args.slow_streams} slow streams (a chunk every {args.slow_every:g} s "
+        f"for {args.slow_seconds:g} s, opened over {args.slow_ramp:g} s) ...",
+        flush=True,
+    )
+    try:
+        result = slowstreams.hold(
+            url=endpoint.url,
+            key=endpoint.key,
+            worker=worker,
+            streams=args.slow_streams,
+            ramp_s=args.slow_ramp,
+            stream_s=args.slow_seconds,
+        )
+    except RuntimeError as exc:
+        extras.slow_skipped[target] = f"failed: {exc}"
+        print(f"[{target}] slow streams FAILED: {exc}", flush=True)
+        return
+    extras.slow[target] = result
+    print(f"[{target}] slow streams: {result.line()}", flush=True)
+    if not proc.alive():
+        raise RuntimeError(f"{target} died while holding slow streams:\n{proc.tail()}")
+
+
+def check_lifespan(target: str, endpoint: Endpoint, extras: Extras) -> None:
+    """Does this server run the lifespan shutdown (the gateway's final log flush)? On its own database."""
+    server = GATEWAY_SERVERS[target]
+    assert endpoint.env is not None
+    try:
+        result = servers.lifespan_check(
+            server=server,
+            env=endpoint.env,
+            database_url=DATABASE_URL,
+            url_path="/v1/chat/completions",
+            key=endpoint.key,
+            body=body_file(stream=False).read_bytes(),
+        )
+    except (RuntimeError, OSError) as exc:
+        extras.lifespan[target] = f"failed: {exc}"
+        print(f"[{target}] lifespan check FAILED: {exc}", flush=True)
+        return
+    extras.lifespan[target] = result
+    print(f"[{target}] lifespan: {result.line()}", flush=True)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -520,12 +479,14 @@ def bench(args: argparse.Namespace) -> int:
         print(f"load generator: wrk unavailable ({wrk_note}); using the Python aiohttp fallback (tests/bench/load.py)")
     if not pinning_available():
         print("warning: no CPU pinning (needs taskset and 2 cores); figures are not per core")
-    print(f"servers, mock and load generator run with {args.priority}")
+    args.open_files = raise_open_files_limit()
+    print(f"servers, mock and load generator run with {args.priority}; open files: {args.open_files}")
     scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
     mock, upstream = start_mock()
     quiet = Quiet(per_run=args.quiet_wait, total=args.quiet_wait * 6) if args.quiet_wait > 0 else None
     results: dict[str, dict[str, LoadResult]] = {}
     skipped: dict[str, str] = {}
+    extras = Extras(rss_mib={}, slow={}, slow_skipped={}, lifespan={})
     failed = False
     for target in args.targets:
         started = time.monotonic()
@@ -535,7 +496,7 @@ def bench(args: argparse.Namespace) -> int:
                 endpoint = Endpoint(upstream + "/chat/completions", "sk-bench")
             else:
                 print(f"[{target}] starting ...", flush=True)
-                proc, endpoint = STARTERS[target](upstream)
+                proc, endpoint = start_target(target, upstream, args)
             for stream in sorted({s.stream for s in scenarios}):
                 check(endpoint, stream=stream)
             results[target] = {}
@@ -558,6 +519,11 @@ def bench(args: argparse.Namespace) -> int:
                 )
                 if proc is not None and not proc.alive():
                     raise RuntimeError(f"{target} died during the run:\n{proc.tail()}")
+            if proc is not None:
+                after_scenarios(target, proc, endpoint, args, extras)
+                proc.stop()
+                if target in GATEWAY_SERVERS and args.lifespan_check:
+                    check_lifespan(target, endpoint, extras)
         except Skip as exc:
             skipped[target] = str(exc)
             label = "LiteLLM" if target == "litellm" else target
@@ -575,13 +541,9 @@ def bench(args: argparse.Namespace) -> int:
     mock.stop()
 
     print_table(results, skipped)
-    ratios, goals = evaluate(results, skipped)
-    noisy = [
-        f"{target} {scenario}"
-        for target, by_scenario in results.items()
-        for scenario, r in by_scenario.items()
-        if r.cpu.get("other_cpu_pct", 0) > NOISY_PCT
-    ]
+    print_servers(results, extras)
+    ratios, goals = evaluate(Run(results, skipped, extras.rss_mib, extras.slow, extras.slow_skipped))
+    noisy = noisy_runs(results)
     print_evaluation(ratios, goals, noisy)
     output = STATE / "results.json"
     output.write_text(
@@ -592,6 +554,9 @@ def bench(args: argparse.Namespace) -> int:
                     {"target": t, "scenario": s} | r.as_dict() for t, by_s in results.items() for s, r in by_s.items()
                 ],
                 "skipped": skipped,
+                "worker_rss_mib": extras.rss_mib,
+                "slow_streams": {t: r.as_dict() for t, r in extras.slow.items()} | extras.slow_skipped,
+                "lifespan": {t: r if isinstance(r, str) else r.as_dict() for t, r in extras.lifespan.items()},
                 "ratios": {k: round(v, 4) for k, v in ratios.items()},
                 "targets": goals,
                 "disturbed_runs": noisy,
@@ -599,12 +564,46 @@ def bench(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    print(f"\nwritten: {output.relative_to(ROOT)}")
+    print(f"\nwritten: {shown(output)}")
     if failed:
         return 1
     if args.strict and any(g["verdict"] == "MISS" for g in goals):
         return 2
     return 0
+
+
+def print_servers(results: dict[str, dict[str, LoadResult]], extras: Extras) -> None:
+    """Worker memory, the slow streams, and granian against gunicorn + uvicorn when both ran."""
+    if extras.rss_mib:
+        print("\nworker RSS after its scenarios: " + ", ".join(f"{t} {m:.1f} MiB" for t, m in extras.rss_mib.items()))
+    for target, slow in extras.slow.items():
+        print(f"slow streams, {target}: {slow.line()}")
+        for check_name, passed in slow.checks.items():
+            print(f"  {'ok  ' if passed else 'FAIL'} {check_name}")
+    for target, reason in extras.slow_skipped.items():
+        print(f"slow streams, {target}: {reason}")
+    for target, lifespan in extras.lifespan.items():
+        print(f"lifespan, {target}: {lifespan if isinstance(lifespan, str) else lifespan.line()}")
+    uvicorn, granian = results.get("gateway", {}), results.get("gateway-granian", {})
+    if uvicorn and granian:
+        print(f"\ngranian {servers.granian_version()} against gunicorn + uvicorn (the gateway, same run):")
+        for scenario, ours in granian.items():
+            if (theirs := uvicorn.get(scenario)) and theirs.rps:
+                cpu = ""
+                if ours.server_ms_per_request and theirs.server_ms_per_request:
+                    cpu = f", CPU/request {ours.server_ms_per_request:.3f} vs {theirs.server_ms_per_request:.3f} ms"
+                print(
+                    f"  {scenario:<16} {ours.rps / theirs.rps:5.2f}x req/s, p50 {ours.p50_ms:.2f} vs "
+                    f"{theirs.p50_ms:.2f} ms{cpu}"
+                )
+
+
+def shown(path: Path) -> str:
+    """A path relative to the checkout when it is inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def profile(args: argparse.Namespace) -> int:
@@ -615,8 +614,7 @@ def profile(args: argparse.Namespace) -> int:
     mock, upstream = start_mock()
     target = args.profile_target
     print(f"[{target}] starting ...", flush=True)
-    proc, endpoint = STARTERS[target](upstream)
-    assert proc is not None
+    proc, endpoint = start_target(target, upstream, args)
     try:
         scenario = next(s for s in SCENARIOS if s.name == args.profile_scenario)
         check(endpoint, stream=scenario.stream)
@@ -627,9 +625,7 @@ def profile(args: argparse.Namespace) -> int:
             f"[{target}] {scenario.name}, without py-spy: {unprofiled.rps:.1f} req/s, "
             f"p50 {unprofiled.p50_ms:.2f} ms, {unprofiled.server_ms_per_request or 0:.3f} ms CPU/request"
         )
-        workers = proc.children() or [proc.pid]  # gunicorn's one worker; LiteLLM serves in its own process
-        if len(workers) != 1:
-            raise RuntimeError(f"expected one worker process, found {workers}")
+        worker = proc.worker_pid()  # gunicorn's or granian's one worker; LiteLLM serves in its own process
         slug = f"{target}-{scenario.name.replace(' ', '-').replace('=', '')}"
         raw = STATE / f"profile-{slug}.txt"
         seconds = args.profile_seconds
@@ -638,7 +634,7 @@ def profile(args: argparse.Namespace) -> int:
             py_spy,
             "record",
             "--pid",
-            str(workers[0]),
+            str(worker),
             "--duration",
             str(round(seconds)),
             "--rate",
@@ -661,9 +657,13 @@ def profile(args: argparse.Namespace) -> int:
             f"errors {fmt_errors(profiled)}"
         )
         summary = pyspy.summarize(raw, top=args.top)
-        print(summary)
-        (STATE / f"profile-{slug}-summary.txt").write_text(summary)
-        print(f"written: {raw.relative_to(ROOT)} (collapsed stacks: speedscope.app or flamegraph.pl read it)")
+        print(summary.text)
+        (STATE / f"profile-{slug}-summary.txt").write_text(summary.text)
+        measured = {"without_pyspy": unprofiled.as_dict(), "under_pyspy": profiled.as_dict()}
+        top = {"target": target, "scenario": scenario.name} | measured | summary.as_dict()
+        (STATE / f"profile-{slug}.json").write_text(json.dumps(top, indent=2))
+        print(f"written: {shown(raw)} (collapsed stacks: speedscope.app or flamegraph.pl read it)")
+        print(f"written: {shown(STATE / f'profile-{slug}.json')} (the top entries, for notes)")
     finally:
         proc.stop()
         mock.stop()
@@ -699,7 +699,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target from the issue is missed")
     parser.add_argument("--profile", action="store_true", help="profile the gateway under py-spy instead")
     parser.add_argument(
-        "--profile-target", choices=("gateway", "gateway-governed", "forwarder", "litellm"), default="gateway"
+        "--slow-streams",
+        type=int,
+        default=1000,
+        help="slow streams the gateway holds at once after its scenarios (1000; 0: off)",
+    )
+    parser.add_argument("--slow-every", type=float, default=0.5, help="seconds between a slow stream's chunks (0.5)")
+    parser.add_argument("--slow-seconds", type=float, default=15.0, help="how long each slow stream lasts (15)")
+    parser.add_argument("--slow-ramp", type=float, default=2.0, help="seconds over which they are opened (2)")
+    parser.add_argument(
+        "--slow-targets",
+        default="gateway",
+        help="comma-separated targets that hold the slow streams (gateway; also gateway-governed, gateway-granian)",
+    )
+    parser.add_argument(
+        "--no-lifespan-check",
+        dest="lifespan_check",
+        action="store_false",
+        help="skip the check that the server flushes the request log on shutdown (gateway, gateway-granian)",
+    )
+    parser.add_argument(
+        "--profile-target",
+        choices=("gateway", "gateway-governed", "gateway-granian", "forwarder", "litellm"),
+        default="gateway",
     )
     parser.add_argument(
         "--profile-scenario", choices=[s.name for s in SCENARIOS], default="non-stream c=32", help="(non-stream c=32)"
@@ -710,6 +732,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if unknown := [t for t in args.targets if t not in ALL_TARGETS]:
         parser.error(f"unknown target(s): {', '.join(unknown)}")
+    args.slow_targets = [t.strip() for t in args.slow_targets.split(",") if t.strip()]
+    if unknown := [t for t in args.slow_targets if not t.startswith("gateway") or t not in ALL_TARGETS]:
+        parser.error(f"slow streams need a gateway target, not {', '.join(unknown)}")
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := [s for s in args.scenarios if s not in {sc.name for sc in SCENARIOS}]:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
@@ -722,7 +747,7 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
 
 def main() -> None:
     args = parse_args()
-    STATE.mkdir(exist_ok=True)
+    STATE.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     atexit.register(Proc.stop_all)

@@ -12,9 +12,11 @@ from decimal import Decimal
 
 MODEL = "bench-model"
 UPSTREAM_MODEL = "upstream-model"
+# The slow-streams scenario's model: the mock trickles its answer (`mock-drip=<every>,<seconds>`).
+SLOW_MODEL = "bench-slow"
 
 
-def seed(*, upstream: str, governed: bool = False) -> str:
+def seed(*, upstream: str, governed: bool = False, slow_upstream_model: str = "mock-drip=0.5,15") -> str:
     from billing import services as billing
     from gateway import services
 
@@ -25,7 +27,11 @@ def seed(*, upstream: str, governed: bool = False) -> str:
     model = services.create_model(
         name=MODEL, deployments=[services.DeploymentSpec(provider=provider, upstream_model=UPSTREAM_MODEL)]
     )
-    project = services.create_project(name="bench", business_unit=unit, allowed_models=[MODEL])
+    services.create_model(
+        name=SLOW_MODEL,
+        deployments=[services.DeploymentSpec(provider=provider, upstream_model=slow_upstream_model)],
+    )
+    project = services.create_project(name="bench", business_unit=unit, allowed_models=[MODEL, SLOW_MODEL])
     issued = services.create_virtual_key(project=project, name="bench")
     if governed:  # every control on, far above the load: what they cost, not what they refuse
         for deployment in model.deployments.all():
@@ -44,12 +50,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="the mock upstream's /v1 URL")
     parser.add_argument("--governed", action="store_true", help="budgets, prices and rate limits on")
+    parser.add_argument(
+        "--slow-upstream-model", default="mock-drip=0.5,15", help=f"what {SLOW_MODEL} asks the mock for"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
     import django
 
     django.setup()
-    print("BENCH_KEY", seed(upstream=args.upstream, governed=args.governed), flush=True)
+    print(
+        "BENCH_KEY",
+        seed(upstream=args.upstream, governed=args.governed, slow_upstream_model=args.slow_upstream_model),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
