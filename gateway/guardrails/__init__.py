@@ -10,6 +10,11 @@ homoglyphs, escapes) and every finding's offsets point into the ORIGINAL text.
 
 The detectors live in `pii`, `credentials`, `injection` and `denylist`; `scan` and
 `scan_messages` run the ones asked for; `StreamScanner` does the same over a streamed reply.
+
+Cost: one look at a text (`prefilter`) finds which of the characters the detectors need are in
+it ("@", digits, "-" of "sk-", ...), and only the detectors those can feed run, with the same
+findings as running them all; a short clean sentence costs a few microseconds. `normalize`
+handles plain ASCII, Western European text and already-NFKC text in one pass each.
 """
 
 from .denylist import DenyList, DenyListError, compile_denylist, detect_denylist

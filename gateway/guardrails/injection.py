@@ -520,9 +520,13 @@ for _i, _r in enumerate(_RULES):
 _GATE_WORDS = frozenset(
     word.encode() for rule in _RULES for group in (*rule.gates, rule.starts) for word in group if word.isalpha()
 )
+# the words that can put a rule up for trying (the keys above): without one, nothing matches
+_FIRST_GATE_WORDS = frozenset(word.encode() for word in _RULES_BY_GATE_WORD)
 _BREAK_CHARS = b"\"'`.,;:!?()[]{}<>/\\|=+*&^%$#@~-_\t\n\r\x0b\x0c0123456789"
 _QUOTES = frozenset("'\"`")
 _WORD_BREAKS = bytes.maketrans(_BREAK_CHARS, b" " * len(_BREAK_CHARS))
+# `_prepare` and then `_WORD_BREAKS` in one table: lower case, leetspeak, breaks as spaces
+_WORDS_VIEW = bytes(_WORD_BREAKS[_LEET[c]] for c in bytes(range(256)).lower())
 
 
 def _prepare(doc: Normalized) -> bytes:
@@ -531,11 +535,11 @@ def _prepare(doc: Normalized) -> bytes:
 
 
 def _matches(doc: Normalized, role: str | None) -> list[tuple[_Rule, int, int, float]]:
+    # the set of words in the text: one translation, one split, then every gate is a set lookup
+    found = _GATE_WORDS.intersection(doc.ascii_bytes.translate(_WORDS_VIEW).split())
+    if found.isdisjoint(_FIRST_GATE_WORDS):
+        return []  # no rule is a candidate
     prepared = _prepare(doc)
-    # the set of words in the text: one split, then every gate is a set lookup
-    found = _GATE_WORDS.intersection(prepared.translate(_WORD_BREAKS).split())
-    if not found:
-        return []
     words = {word.decode() for word in found}
     text = prepared.decode("ascii")
     tool = role in TOOL_ROLES

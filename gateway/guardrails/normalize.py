@@ -29,7 +29,8 @@ import threading
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = ["DigitRun", "Normalized", "as_normalized", "digit_runs", "normalize"]
 
@@ -116,12 +117,28 @@ def _non_ascii_runs(text: str) -> list[tuple[int, int]]:
 _COMBINING_RE = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
-@dataclass(frozen=True, slots=True)
-class _Segment:
+class _Segment(NamedTuple):  # a tuple: texts with many runs make thousands of them
     norm_start: int
     orig_start: int
     orig_end: int
     linear: bool  # True: offsets map one to one; False: any offset inside maps to the whole span
+
+
+class _memoised:  # a decorator, named like the one it stands in for
+    """`functools.cached_property` without its lock: Python 3.11's takes an RLock on every first
+    access, which costs more than most of the views it guards. Computed once, then read
+    straight from the instance dict (this is a non-data descriptor)."""
+
+    def __init__(self, fn):  # type: ignore[no-untyped-def]
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, owner=None):  # type: ignore[no-untyped-def]
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 class Normalized:
@@ -157,7 +174,7 @@ class Normalized:
         seg = self._segments[bisect_right(self._norm_starts, pos - 1) - 1]  # type: ignore[index]
         return seg.orig_start + (pos - seg.norm_start) if seg.linear else seg.orig_end
 
-    @cached_property
+    @_memoised
     def lower(self) -> str:
         """`text` in lower case, same length (characters whose lower case is longer stay as they are)."""
         low = self.text.lower()
@@ -165,7 +182,7 @@ class Normalized:
             return low
         return "".join(c if len(lc := c.lower()) != 1 else lc for c in self.text)
 
-    @cached_property
+    @_memoised
     def ascii(self) -> str:
         """`text` in ASCII, same length and offsets: accented Latin letters lose their accent
         ("é" -> "e"), anything else outside ASCII becomes "?".
@@ -178,16 +195,16 @@ class Normalized:
             return self.text
         return self.text.encode("latin-1", "replace").translate(_ASCII_FOLD).decode("ascii")
 
-    @cached_property
+    @_memoised
     def ascii_lower(self) -> str:
         return self.ascii.lower()
 
-    @cached_property
+    @_memoised
     def ascii_bytes(self) -> bytes:
         """`ascii` as bytes, one per character: for fast byte masks with the same offsets."""
         return self.ascii.encode("ascii")
 
-    @cached_property
+    @_memoised
     def mask(self) -> bytes:
         """`ascii_bytes` with every digit as b"d" and every letter as b"a" (see MASK_TABLE)."""
         return self.ascii_bytes.translate(MASK_TABLE)
@@ -216,25 +233,29 @@ class Normalized:
 
 
 def normalize(text: str) -> Normalized:
+    """The normalised view of `text` (see the module docstring). Plain ASCII is returned as is;
+    text without escapes that Windows-1252 encodes, or that is already NFKC, takes a one-pass
+    way (`_normalize_single_byte`, `_normalize_whole`) that gives the same result as the general
+    one, `_normalize_runs`, at C speed."""
     if text.isascii() and "\\" not in text:
-        return Normalized(text, text)
-    out: list[str] = []
-    segments: list[_Segment] = []
-    norm_len = 0
+        doc = Normalized(text, text)
+        doc.__dict__["ascii"] = text  # what the `ascii` view would compute, without the call
+        return doc
+    if "\\" not in text:
+        # bytes past one per character in UTF-8: about how many characters are not ASCII
+        extra = len(text.encode("utf-8", "surrogatepass")) - len(text)
+        if extra * _RUN_COST > len(text):  # more runs than a pass over the whole text costs
+            if (doc := _normalize_single_byte(text)) is not None:
+                return doc
+            if extra >= _MANY_NON_ASCII and (doc := _normalize_whole(text)) is not None:
+                return doc
+    return _normalize_runs(text)
 
-    def emit(piece: str, orig_start: int, orig_end: int) -> None:
-        nonlocal norm_len
-        if not piece:
-            return  # dropped: a gap in the original offsets
-        linear = len(piece) == orig_end - orig_start
-        last = segments[-1] if segments else None
-        if linear and last is not None and last.linear and last.orig_end == orig_start:
-            segments[-1] = _Segment(last.norm_start, last.orig_start, orig_end, True)
-        else:
-            segments.append(_Segment(norm_len, orig_start, orig_end, linear))
-        out.append(piece)
-        norm_len += len(piece)
 
+def _normalize_runs(text: str) -> Normalized:
+    """The general way: escapes decoded, then each run of non-ASCII characters folded."""
+    pieces = _Pieces()
+    emit = pieces.emit
     events: list[tuple[int, int, bool]] = []  # (start, end, is_escape)
     if "\\" in text:
         events.extend((m.start(), m.end(), True) for m in _ESCAPE_RE.finditer(text))
@@ -262,10 +283,147 @@ def normalize(text: str) -> Normalized:
             _fold_run(text[start:end], start, emit)
         pos = end
     emit(text[pos:], pos, len(text))
-    normalised = "".join(out)
-    if normalised == text:
+    return pieces.result(text)
+
+
+# One run of non-ASCII characters costs the general way about as much as a pass over this many
+# characters costs the one-pass ways (measured: ~2.5 us against ~5 ns per character).
+_RUN_COST = 512
+_MANY_NON_ASCII = 256  # extra UTF-8 bytes, before `_normalize_whole` is worth its regex passes
+
+
+def _normalize_whole(text: str) -> Normalized | None:
+    """`normalize` in one pass for text with many non-ASCII characters (Cyrillic, Greek) that
+    is already NFKC with nothing invisible or combining in it; None for anything else.
+
+    Each run of such text (a substring of an NFKC text between ASCII characters is NFKC too)
+    would take `_fold_run`'s fast way, the look-alike table character by character; doing that
+    once for the whole text is the same, without a thousand runs' worth of calls.
+    """
+    if _INVISIBLE_RE.search(text) or _COMBINING_RE.search(text) or not unicodedata.is_normalized("NFKC", text):
+        return None
+    folded = text.translate(_FOLD)
+    if folded == text:
         return Normalized(text, text)
-    return Normalized(text, normalised, segments)
+    return Normalized(text, folded, [_Segment(0, 0, len(text), True)])
+
+
+class _Pieces:
+    """The normalised text, built piece by piece, and its map back to the original.
+
+    A piece is "linear" when it is as long as the original text it stands for; consecutive
+    linear pieces share one segment, which is kept open (a list) while it grows, so a text of
+    many short runs does not allocate a segment per piece. An empty piece is a dropped span.
+    """
+
+    __slots__ = ("_open", "norm_len", "out", "segments")
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.segments: list[_Segment] = []
+        self.norm_len = 0
+        self._open: list[int] | None = None  # [norm_start, orig_start, orig_end] of a growing linear segment
+
+    def emit(self, piece: str, orig_start: int, orig_end: int) -> None:
+        if not piece:
+            return  # dropped: a gap in the original offsets
+        size = len(piece)
+        if size == orig_end - orig_start:
+            current = self._open
+            if current is not None and current[2] == orig_start:
+                current[2] = orig_end
+            else:
+                self._close()
+                self._open = [self.norm_len, orig_start, orig_end]
+        else:
+            self._close()
+            self.segments.append(_Segment(self.norm_len, orig_start, orig_end, False))
+        self.out.append(piece)
+        self.norm_len += size
+
+    def _close(self) -> None:
+        if self._open is not None:
+            norm_start, orig_start, orig_end = self._open
+            self.segments.append(_Segment(norm_start, orig_start, orig_end, True))
+            self._open = None
+
+    def result(self, text: str) -> Normalized:
+        self._close()
+        normalised = "".join(self.out)
+        if normalised == text:
+            return Normalized(text, text)
+        return Normalized(text, normalised, self.segments)
+
+
+def _normalize_single_byte(text: str) -> Normalized | None:
+    """`normalize` at C speed for text that Latin-1 or Windows-1252 encodes (Western European
+    languages, the euro sign, typographic quotes and dashes): None for any other text.
+
+    No character of those code pages is a combining mark, so normalising such text maps each
+    character on its own (`_SingleByte` tables, built at import with the general code below).
+    Characters that map to one character are translated as bytes; the few that do not (an
+    ellipsis becomes "...", a soft hyphen disappears) are emitted one by one.
+    """
+    for page in _SINGLE_BYTE_PAGES:  # Latin-1 first: encoding it is a copy
+        try:
+            data = text.encode(page.codec)
+        except UnicodeEncodeError:
+            continue
+        return page.normalize(text, data)
+    return None
+
+
+class _SingleByte:
+    """How each byte of a single-byte code page normalises (see `_normalize_single_byte`)."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        fold, to_ascii = bytearray(range(256)), bytearray(range(256))
+        self.irregular: dict[int, str] = {}  # byte -> what its character becomes, when not one character of the page
+        for byte in range(128, 256):
+            try:
+                char = bytes([byte]).decode(codec)
+            except UnicodeDecodeError:
+                continue  # unassigned: no text encodes to it
+            folded = _fold_char(char)
+            # Character by character is exact only if no character of the page combines with
+            # another, and each folds alike inside a run that takes the slow way (`_fold_cluster`).
+            if unicodedata.combining(char) or folded != _fold_cluster(char):
+                raise RuntimeError(f"normalize: U+{ord(char):04X} breaks the {codec} fast path")
+            if len(folded) == 1 and (folded == char or folded.isascii()):
+                fold[byte] = folded.encode(codec)[0]
+                view = folded if folded.isascii() else chr(_ASCII_FOLD[ord(folded)]) if ord(folded) < 256 else "?"
+                to_ascii[byte] = ord(view)
+            else:
+                self.irregular[byte] = folded
+        self.fold, self.to_ascii = bytes(fold), bytes(to_ascii)
+        self.regular = bytes(b for b in range(256) if b not in self.irregular)
+
+    def normalize(self, text: str, data: bytes) -> Normalized:
+        irregular = data.translate(None, self.regular)
+        if not irregular:
+            folded = data.translate(self.fold)
+            if folded == data:
+                doc = Normalized(text, text)
+            else:  # one character for one: a single linear segment
+                doc = Normalized(text, folded.decode(self.codec), [_Segment(0, 0, len(text), True)])
+            doc.__dict__["ascii"] = data.translate(self.to_ascii).decode("ascii")
+            return doc
+        positions: list[int] = []
+        for byte in set(irregular):
+            pos = data.find(byte)
+            while pos != -1:
+                positions.append(pos)
+                pos = data.find(byte, pos + 1)
+        positions.sort()
+        pieces = _Pieces()
+        pos = 0
+        for at in positions:
+            pieces.emit(data[pos:at].translate(self.fold).decode(self.codec), pos, at)
+            pieces.emit(self.irregular[data[at]], at, at + 1)
+            pos = at + 1
+        pieces.emit(data[pos:].translate(self.fold).decode(self.codec), pos, len(text))
+        return pieces.result(text)
 
 
 def _fold_run(run: str, offset: int, emit) -> None:  # type: ignore[no-untyped-def]
@@ -284,12 +442,20 @@ def _fold_run(run: str, offset: int, emit) -> None:  # type: ignore[no-untyped-d
         i = j
 
 
+@lru_cache(maxsize=4_096)
 def _fold_cluster(cluster: str) -> str:
     folded = unicodedata.normalize("NFKC", _INVISIBLE_RE.sub("", cluster))
     if not folded.isascii():
         folded = "".join(c for c in folded if unicodedata.category(c) not in ("Mn", "Me"))
         folded = _INVISIBLE_RE.sub("", folded).translate(_FOLD)
     return folded
+
+
+def _fold_char(char: str) -> str:
+    """What `_fold_run` makes of one character standing alone."""
+    pieces = _Pieces()
+    _fold_run(char, 0, pieces.emit)
+    return "".join(pieces.out)
 
 
 def as_normalized(text: str | Normalized) -> Normalized:
@@ -360,6 +526,15 @@ class DigitRun:
         return out
 
 
+def _joined_digits(doc: Normalized) -> bytes:
+    """The mask with every separator (space, dot, dash) dropped: a run of n digits joined across
+    separators is n "d"s in a row here, found with one fast search (memoised)."""
+    joined = doc.__dict__.get("_joined_digits")
+    if joined is None:
+        joined = doc.__dict__["_joined_digits"] = doc.mask.translate(None, b" .-")
+    return joined
+
+
 def digit_runs(text: str | Normalized, *, min_digits: int = 1) -> list[DigitRun]:
     """Runs of digits in the normalised text, separators joined, with at least `min_digits` digits.
 
@@ -370,9 +545,16 @@ def digit_runs(text: str | Normalized, *, min_digits: int = 1) -> list[DigitRun]
     if min_digits not in cache:
         runs = []
         source = doc.ascii
-        for m in _run_re(min_digits).finditer(doc.mask):
+        mask = doc.mask
+        if min_digits > 1 and b"d" * min_digits not in _joined_digits(doc):
+            cache[min_digits] = runs  # no run that long even with every separator dropped
+            return runs
+        for m in _run_re(min_digits).finditer(mask):
             start, end = m.span()
             raw = source[start:end]
             runs.append(DigitRun(start, end, _SEP_RE.sub("", raw), raw))
         cache[min_digits] = runs
     return cache[min_digits]
+
+
+_SINGLE_BYTE_PAGES = (_SingleByte("latin-1"), _SingleByte("cp1252"))

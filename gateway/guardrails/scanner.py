@@ -5,8 +5,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
-from . import credentials, injection, pii
+from . import credentials, injection, pii, prefilter
 from .denylist import DenyList, detect_denylist
 from .findings import CATEGORIES, DENYLIST, PII, PROMPT_INJECTION, SECRETS, Finding, resolve_overlaps
 from .normalize import Normalized, normalize
@@ -29,13 +30,62 @@ KINDS: dict[str, str] = {
 }
 
 
+# What each personal-data detector needs in the text before it can match (see prefilter.py):
+# one character of every set listed.
+_PII_NEEDS: dict[str, tuple[frozenset[int], ...]] = {
+    "email": (prefilter.AT_OR_BRACKET,),
+    "phone": (prefilter.ZERO_OR_PLUS,),
+    "iban": (prefilter.DIGIT,),
+    "credit_card": (prefilter.DIGIT,),
+    "bsn": (prefilter.DIGIT,),
+    "ipv4": (prefilter.DIGIT, prefilter.DOT),
+    "ipv6": (prefilter.DIGIT, prefilter.COLON),
+}
+_WANTED: dict[object, frozenset[str]] = {}  # hashable `categories` argument -> validated set
+
+
 def wanted_categories(categories: Iterable[str]) -> frozenset[str]:
-    """The category and kind names asked for; ValueError on an unknown one."""
+    """The category and kind names asked for; ValueError on an unknown one.
+
+    Memoised for the hashable forms callers pass on every request (a policy's tuple of checks,
+    a scanner's frozenset), so validating them costs a dictionary lookup."""
+    try:
+        return _WANTED[categories]
+    except (KeyError, TypeError):  # not seen yet, or a list or set
+        pass
     wanted = frozenset([categories] if isinstance(categories, str) else categories)
     unknown = wanted - set(CATEGORIES) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown guardrail categories or kinds: {sorted(unknown)}")
+    if isinstance(categories, str | tuple | frozenset) and len(_WANTED) < 1_024:
+        _WANTED[categories] = wanted
     return wanted
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which detectors one set of wanted categories runs, in the order their findings are listed."""
+
+    pii: prefilter.Gate[Callable[[Normalized], list[Finding]]]
+    secrets: bool
+    secret_kinds: frozenset[str] | None  # None: every kind
+    injection: bool
+    denylist: bool
+
+
+@lru_cache(maxsize=256)
+def _plan(wanted: frozenset[str]) -> _Plan:
+    all_pii = PII in wanted
+    secret_kinds = None if SECRETS in wanted else frozenset(wanted & credentials.DETECTORS.keys())
+    return _Plan(
+        pii=prefilter.Gate(
+            [(detect, _PII_NEEDS[kind]) for kind, detect in PII_DETECTORS.items() if all_pii or kind in wanted]
+        ),
+        secrets=secret_kinds is None or bool(secret_kinds),
+        secret_kinds=secret_kinds,
+        injection=PROMPT_INJECTION in wanted,
+        denylist=DENYLIST in wanted,
+    )
 
 
 def scan(
@@ -67,18 +117,17 @@ def _detect(
     role: str | None,
     threshold: float,
 ) -> list[Finding]:
+    """The wanted detectors on one text, each skipped when the pre-filter shows it cannot match."""
+    plan = _plan(wanted)
     findings: list[Finding] = []
-    all_pii = PII in wanted
-    for kind, detect in PII_DETECTORS.items():
-        if all_pii or kind in wanted:
+    if plan.pii:
+        for detect in plan.pii.armed(prefilter.present(doc)):
             findings.extend(detect(doc))
-    if SECRETS in wanted:
-        findings.extend(credentials.detect_secrets(doc))
-    elif secret_kinds := wanted & credentials.DETECTORS.keys():
-        findings.extend(credentials.detect_secrets(doc, kinds=frozenset(secret_kinds)))
-    if PROMPT_INJECTION in wanted:
+    if plan.secrets:
+        findings.extend(credentials.detect_secrets(doc, kinds=plan.secret_kinds))
+    if plan.injection:
         findings.extend(injection.detect(doc, role=role, threshold=threshold))
-    if DENYLIST in wanted and denylist:
+    if plan.denylist and denylist:
         findings.extend(detect_denylist(doc, denylist))
     return findings
 
@@ -108,7 +157,21 @@ def iter_text_parts(messages: Sequence[Mapping[str, object]]) -> Iterator[TextPa
     Anthropic tool_result block speaks with role "tool"."""
     for index, message in enumerate(messages):
         role = message.get("role")
-        yield from _walk(message, (index,), role if isinstance(role, str) else None)
+        role = role if isinstance(role, str) else None
+        if type(message) is not dict:
+            yield from _walk(message, (index,), role)
+            continue
+        # _walk(message, ...) unrolled one level: most messages are a role and a string
+        if message.get("type") == "tool_result":
+            role = "tool"
+        for key, item in message.items():
+            if key in _SKIP_KEYS:
+                continue
+            if isinstance(item, str):
+                if item:
+                    yield TextPart((index, key), role, item)
+            elif item is not None:
+                yield from _walk(item, (index, key), role)
 
 
 def _walk(value: object, path: tuple[object, ...], role: str | None) -> Iterator[TextPart]:
@@ -151,11 +214,17 @@ def scan_messages(
     findings: list[Finding] = []
     for part in parts:
         found = _detect(normalize(part.text), wanted, denylist=denylist, role=part.role, threshold=injection_threshold)
-        findings.extend(replace(f, location=part.location) for f in found)
-    cross = {kind for kind in _CROSS_PART_KINDS if kind in wanted or KINDS[kind] in wanted}
+        if found:
+            findings.extend(replace(f, location=part.location) for f in found)
+    cross = _cross_part_kinds(wanted)
     if len(parts) > 1 and cross:
-        findings.extend(_split_findings(parts, frozenset(cross), findings))
-    return resolve_overlaps(findings)
+        findings.extend(_split_findings(parts, cross, findings))
+    return resolve_overlaps(findings) if findings else findings
+
+
+@lru_cache(maxsize=256)
+def _cross_part_kinds(wanted: frozenset[str]) -> frozenset[str]:
+    return frozenset(kind for kind in _CROSS_PART_KINDS if kind in wanted or KINDS[kind] in wanted)
 
 
 def _split_findings(parts: list[TextPart], kinds: frozenset[str], found: list[Finding]) -> list[Finding]:

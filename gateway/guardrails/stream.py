@@ -11,7 +11,8 @@ from .scanner import scan, wanted_categories
 
 __all__ = ["StreamScanner"]
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=.")
+# characters of a long token still arriving (a key, a JWT, a base64 blob)
+_RUN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=."
 
 
 class StreamScanner:
@@ -91,9 +92,7 @@ class StreamScanner:
             raise RuntimeError("feed() after close()")
         if not chunk:
             return []
-        i = len(chunk)
-        while i > 0 and chunk[i - 1] in _TOKEN_CHARS:
-            i -= 1
+        i = len(chunk.rstrip(_RUN_CHARS))  # where the run of token characters at its end starts
         if i > 0:
             self._token_start = self._total + i
         self._buf += chunk

@@ -116,9 +116,12 @@ class OutputFilter:
         self.mapping = dict(mapping or {}) if rules.restore else {}
         self.verdicts: list[dict[str, Any]] = []
         self._scanner = guardrails.StreamScanner(tuple(rules.output), denylist=rules.denylist) if rules.output else None
-        self._text = ""
+        # Only the text not released yet is kept (a long answer is not copied once per piece):
+        # it starts at offset `_sent` of the answer and runs to `_total`.
+        self._pending = ""
         self._sent = 0
-        self._redact: list[Finding] = []
+        self._total = 0
+        self._redact: list[Finding] = []  # to redact, and not wholly released yet
         self._seen: list[Finding] = []
         self._held = ""  # released text waiting for the end of a placeholder to restore it
         # Output placeholders number on from the input's, so one never stands for two values.
@@ -127,16 +130,17 @@ class OutputFilter:
     def feed(self, piece: str) -> str:
         if not piece:
             return ""
-        self._text += piece
+        self._pending += piece
+        self._total += len(piece)
         if self._scanner is None:
-            return self._release(len(self._text))
+            return self._release(self._total)
         self._take(self._scanner.feed(piece))
         return self._release(self._scanner.safe_end)
 
     def close(self) -> str:
         if self._scanner is not None:
             self._take(self._scanner.close())
-        released = self._release(len(self._text))
+        released = self._release(self._total)
         rest, self._held = self._held, ""
         return released + (guardrails.restore(rest, self.mapping) if self.mapping else rest)
 
@@ -158,11 +162,15 @@ class OutputFilter:
                 until = finding.start
         if until <= self._sent:
             return ""
-        segment_start, text = self._sent, self._text[self._sent : until]
+        segment_start, cut = self._sent, until - self._sent
+        text, self._pending = self._pending[:cut], self._pending[cut:]
         self._sent = until
-        inside = [f.shifted(-segment_start) for f in self._redact if segment_start <= f.start and f.end <= until]
-        if inside:
-            text, self._placeholders = guardrails.redact(text, inside, mapping=self._placeholders)
+        if self._redact:
+            inside = [f.shifted(-segment_start) for f in self._redact if segment_start <= f.start and f.end <= until]
+            if inside:
+                text, self._placeholders = guardrails.redact(text, inside, mapping=self._placeholders)
+            # a finding that ends before what is released can neither hold text back nor be redacted again
+            self._redact = [f for f in self._redact if f.end > until]
         if not self.mapping:
             return text
         text = self._held + text

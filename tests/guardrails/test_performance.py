@@ -79,3 +79,25 @@ def test_stream_chunk_time_is_printed_when_tokens_arrive_one_by_one() -> None:
 
     p50, _, _ = percentiles(run, runs=10)
     print(f"\nStreamScanner(pii, secrets), 4-character chunks: {p50 / len(chunks):.0f} us per chunk")
+
+
+def test_input_check_time_is_printed_when_the_request_is_the_benchmarks() -> None:
+    from gateway.guardrail_policy import DEFAULT_FLOOR, Rules
+    from gateway.proxy.guard import check_input
+
+    rules = Rules.of(DEFAULT_FLOOR, name="default")
+    messages = [
+        {"role": "system", "content": "You are a benchmark."},
+        {"role": "user", "content": "Hello from the benchmark, please echo this back"},
+    ]
+    assert check_input(rules, messages).verdicts == []
+    p50, _, cpu = percentiles(lambda: check_input(rules, messages), runs=2_000)
+    print(f"\ncheck_input(default policy), the benchmark's two messages: p50 {p50:.1f} us (CPU p50 {cpu:.1f} us)")
+
+
+def test_scan_time_is_printed_when_prose_is_western_european() -> None:
+    sentence = "C\u2019est l\u2019\u00e9t\u00e9 \u00e0 K\u00f6ln \u2014 \u00abd\u00e9j\u00e0 vu\u00bb, "
+    text = ((sentence + "cr\u00e8me br\u00fbl\u00e9e\u2026 ") * 150)[:8_192]
+    assert scan(text) == []
+    p50, _, cpu = percentiles(lambda: scan(text), runs=100)
+    print(f"\nscan(all built-in detectors), 8 KB French: p50 {p50:.0f} us (CPU p50 {cpu:.0f} us)")
