@@ -34,7 +34,6 @@ from gateway import selectors as gateway_selectors
 from gateway.admin_api.lookups import get_or_400, get_or_404
 from gateway.admin_api.schemas import AmountIn, ErrorOut, In
 from gateway.errors import ValidationFailed
-from gateway.models import Model
 
 router = Router(tags=["approvals"])
 
@@ -345,7 +344,9 @@ def _file_access(payload: AccessRequestIn) -> AccessRequest:
         )
     if payload.model is None:
         return services.file_join_request(user=user, project=project, reason=payload.reason, via=Via.API)
-    model = get_or_400(Model.objects.all(), pk=payload.model, what="model", field="model")
+    model = gateway_selectors.get_model(model_id=payload.model)
+    if model is None:
+        raise ValidationFailed(f"Unknown model id: {payload.model}", field="model")  # as get_or_400 says it
     try:
         return services.file_model_request(user=user, project=project, model=model, reason=payload.reason, via=Via.API)
     except gateway_selectors.NotVisible:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Q, Sum
@@ -36,7 +37,9 @@ from approvals.selectors import AnyRequest
 from billing import selectors as billing_selectors
 from billing.periods import period_of
 from gateway import identity
-from gateway.models import BusinessUnit
+
+if TYPE_CHECKING:  # names for type hints only: approvals reaches the core through its selectors and services
+    from gateway.models import BusinessUnit
 
 CENT = Decimal("0.01")
 ZERO = Decimal(0)

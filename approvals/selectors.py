@@ -21,7 +21,7 @@ Everyone else gets NotVisible (404 on pages), the same answer as for a request t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -30,8 +30,11 @@ from django.urls import reverse
 
 from approvals.models import AccessRequest, CreditRequest, RequestEvent, State
 from billing import selectors as billing_selectors
-from gateway.models import BusinessUnit, Membership, Model, Project
+from gateway import selectors as gateway_selectors
 from gateway.selectors import NotVisible, is_administrator, visible_projects
+
+if TYPE_CHECKING:  # names for type hints only: approvals reaches the core through its selectors and services
+    from gateway.models import BusinessUnit, Model, Project
 
 User = get_user_model()
 AnyRequest = AccessRequest | CreditRequest
@@ -81,9 +84,7 @@ def designated_approvers(request: AnyRequest) -> QuerySet[Any]:
     if isinstance(request, CreditRequest):
         return _active_managers(request.project.business_unit_id)
     if request.kind == AccessRequest.Kind.JOIN:
-        owners = User.objects.filter(
-            memberships__project_id=request.project_id, memberships__role=Membership.Role.OWNER, is_active=True
-        )
+        owners = gateway_selectors.project_owners(project_id=request.project_id)
         if owners.exclude(pk=request.requester_id).exists():
             return owners
         return _active_managers(request.project.business_unit_id)
@@ -136,12 +137,9 @@ def _may_see(user: AbstractBaseUser, request: AnyRequest) -> bool:
         return True
     project = request.project
     unit_id = project.business_unit_id if project is not None else request.business_unit_id
-    if BusinessUnit.objects.filter(id=unit_id, managers=user).exists():
+    if gateway_selectors.manages_unit(user_id=user.pk, unit_id=unit_id):
         return True
-    if (
-        project is not None
-        and Membership.objects.filter(project=project, user=user, role=Membership.Role.OWNER).exists()
-    ):
+    if project is not None and gateway_selectors.is_project_owner(project_id=project.id, user_id=user.pk):
         return True
     return _approves(user, request)
 
@@ -173,7 +171,7 @@ def request_events(*, request: AnyRequest) -> list[RequestEvent]:
 
 
 def _with_owner_flag(requests: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
-    owners = Membership.objects.filter(project=OuterRef("project"), role=Membership.Role.OWNER, user__is_active=True)
+    owners = gateway_selectors.owner_memberships(project=OuterRef("project")).filter(user__is_active=True)
     return requests.annotate(has_owner=Exists(owners.exclude(user=OuterRef("requester"))))
 
 
@@ -195,21 +193,21 @@ def my_requests(*, user: AbstractBaseUser, limit: int = MY_REQUESTS_LIMIT) -> li
 
 
 def _manages(user: AbstractBaseUser, unit_path: str) -> Exists:
-    return Exists(BusinessUnit.managers.through.objects.filter(businessunit_id=OuterRef(unit_path), user_id=user.pk))
+    return Exists(gateway_selectors.unit_manager_links(unit_id=OuterRef(unit_path)).filter(user_id=user.pk))
 
 
 def _other_managers(unit_path: str) -> Exists:
     """The unit has an active manager other than the requester."""
     return Exists(
-        BusinessUnit.managers.through.objects.filter(businessunit_id=OuterRef(unit_path), user__is_active=True).exclude(
-            user_id=OuterRef("requester")
-        )
+        gateway_selectors.unit_manager_links(unit_id=OuterRef(unit_path))
+        .filter(user__is_active=True)
+        .exclude(user_id=OuterRef("requester"))
     )
 
 
 def _pending_access(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
     Kind = AccessRequest.Kind
-    owners = Membership.objects.filter(project=OuterRef("project"), role=Membership.Role.OWNER)
+    owners = gateway_selectors.owner_memberships(project=OuterRef("project"))
     other_owner = Exists(owners.filter(user__is_active=True).exclude(user=OuterRef("requester")))
     mine = (
         (Q(kind=Kind.JOIN) & Q(Exists(owners.filter(user_id=user.pk))))
@@ -272,23 +270,18 @@ def joinable_projects(*, user: AbstractBaseUser) -> QuerySet[Project]:
     able to find the project they were told to join. Nothing else about those projects (spend,
     keys, members, logs) becomes visible; their pages stay 404 until the request is approved.
     Narrow it here (e.g. to the user's units) if project names are confidential."""
-    mine = Membership.objects.filter(user=user).values("project_id")
-    return Project.objects.exclude(id__in=mine).select_related("business_unit").order_by("business_unit__name", "name")
+    return gateway_selectors.projects_without_member(user=user)
 
 
 def requestable_units() -> QuerySet[BusinessUnit]:
     """Business units a new project may be asked for (all of them: the unit's managers decide)."""
-    return BusinessUnit.objects.order_by("name")
+    return gateway_selectors.list_business_units().order_by("name")
 
 
 def requestable_models() -> QuerySet[Model]:
     """Models a project may ask for: enabled, served by at least one enabled deployment of an
     approved provider."""
-    return (
-        Model.objects.filter(enabled=True, deployments__enabled=True, deployments__provider__approved=True)
-        .distinct()
-        .order_by("name")
-    )
+    return gateway_selectors.served_models()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -46,10 +46,13 @@ from approvals.models import (
 )
 from approvals.selectors import AnyRequest
 from billing import services as billing_services
+from gateway import selectors as gateway_selectors
 from gateway import services as gateway_services
-from gateway.models import BusinessUnit, Membership, Model, Project
 from gateway.money import parse_amount
 from gateway.selectors import NotVisible, visible_projects
+
+if TYPE_CHECKING:  # names for type hints only: approvals reaches the core through its selectors and services
+    from gateway.models import BusinessUnit, Model, Project
 
 logger = logging.getLogger("approvals")
 
@@ -130,7 +133,7 @@ def _apply_rules_later(*, kind: str, request_id: int) -> None:
 def file_join_request(*, user: AbstractBaseUser, project: Project, reason: Any, via: str = Via.PORTAL) -> AccessRequest:
     """Ask to become a member of `project` (its owners decide; without owners, its unit's managers)."""
     reason, via = _reason(reason), _via(via)
-    if Membership.objects.filter(project=project, user=user).exists():
+    if gateway_selectors.is_member(project_id=project.id, user_id=user.pk):
         raise ApprovalError(f"You are already a member of {project}.", field="project")
     duplicate = f"You already asked to join {project}; that request is pending. Cancel it to ask again."
     if AccessRequest.objects.filter(
@@ -148,7 +151,7 @@ def file_new_project_request(
     managers decide)."""
     reason, via = _reason(reason), _via(via)
     name = _text(name, field="name", required=True, limit=MAX_PROJECT_NAME, what="Give the project a name.")
-    if Project.objects.filter(business_unit=business_unit, name__iexact=name).exists():
+    if gateway_selectors.project_name_taken(business_unit=business_unit, name=name):
         raise ApprovalError(
             f"{business_unit} already has a project named {name}: ask to join it, or choose another name.",
             field="name",
@@ -271,18 +274,20 @@ def _apply(request: AnyRequest, *, actor: str) -> None:
         return
     Kind = AccessRequest.Kind
     if request.kind == Kind.JOIN:
-        if not Membership.objects.filter(project=request.project, user_id=request.requester_id).exists():
+        if not gateway_selectors.is_member(project_id=request.project_id, user_id=request.requester_id):
             gateway_services.add_member_in_transaction(project=request.project, user=request.requester)
     elif request.kind == Kind.NEW_PROJECT:
         unit, name = request.business_unit, request.new_project_name
-        if Project.objects.filter(business_unit=unit, name__iexact=name).exists():
+        if gateway_selectors.project_name_taken(business_unit=unit, name=name):
             raise ApprovalError(
                 f"{unit} already has a project named {name} (created since this request was filed). "
                 "Deny this request and tell the requester to ask to join it or to choose another name.",
                 field="name",
             )
         project = gateway_services.create_project_in_transaction(name=name, business_unit=unit)
-        gateway_services.add_member_in_transaction(project=project, user=request.requester, role=Membership.Role.OWNER)
+        gateway_services.add_member_in_transaction(
+            project=project, user=request.requester, role=gateway_selectors.OWNER_ROLE
+        )
         request.created_project = project
         request.save(update_fields=["created_project"])
     else:
@@ -591,8 +596,7 @@ def apply_rules(*, kind: str, request_id: int) -> AnyRequest | None:
         if isinstance(request, CreditRequest):
             # FOR NO KEY UPDATE: serializes the rules of one project without blocking the rows that
             # merely refer to it (new requests, ledger entries, request logs).
-            project_row = Project.objects.select_for_update(no_key=True).filter(pk=request.project_id)
-            list(project_row.values_list("pk", flat=True))
+            gateway_services.lock_project(project_id=request.project_id)
         verdict = rules.first_verdict(request)
         if verdict is not None:
             try:
@@ -672,7 +676,8 @@ def _rule_value(field: str, value: Any) -> Any:
     if field == "unit_budget":
         return _choice(value, field=field, choices=ApprovalRule.UnitBudget)
     if field == "business_unit":
-        if value is not None and not isinstance(value, BusinessUnit):
+        # The core's class, as the rule's own foreign key names it (approvals imports no core model).
+        if value is not None and not isinstance(value, ApprovalRule._meta.get_field(field).related_model):
             raise ApprovalError("business_unit must be a business unit, or none for every unit.", field=field)
         return value
     if field in ("max_amount", "monthly_cap"):

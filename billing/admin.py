@@ -17,18 +17,21 @@ alerts are only read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet
 from django.http import HttpRequest
 
 from billing import prices, services
 from billing.models import AlertEvent, Budget, LedgerEntry, PriceListEntry
+from gateway import selectors as gateway_selectors
 from gateway.admin import ServiceAdmin
-from gateway.models import BusinessUnit, Project, Provider, VirtualKey
+
+if TYPE_CHECKING:  # names for type hints only: billing reaches the core through its selectors and services
+    from gateway.models import BusinessUnit, Project, VirtualKey
 
 
 def _target(budget: Budget) -> Project | VirtualKey | BusinessUnit:
@@ -137,8 +140,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
-        names = Project.objects.filter(pk=OuterRef("project_id")).values("name")[:1]
-        return super().get_queryset(request).annotate(project_name=Subquery(names))
+        names = gateway_selectors.project_name_of(project_id=OuterRef("project_id"))
+        return super().get_queryset(request).annotate(project_name=names)
 
     @admin.display(description="project", ordering="project_name")
     def project_label(self, entry: LedgerEntry) -> str:
@@ -175,7 +178,7 @@ class AlertEventAdmin(admin.ModelAdmin):
 
 
 class PriceListEntryForm(forms.ModelForm):
-    provider_kind = forms.ChoiceField(choices=Provider.Kind.choices)
+    provider_kind = forms.ChoiceField(choices=gateway_selectors.provider_kinds())
 
     class Meta:
         model = PriceListEntry

@@ -16,22 +16,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from billing.models import AlertEvent, Budget
 from billing.periods import current_period, label
 from billing.selectors import Standing, budgets_concerning, standing
+from gateway import selectors as gateway_selectors
 from gateway import telemetry
-from gateway.models import Membership, Project
 from gateway.services import notify
+
+if TYPE_CHECKING:  # names for type hints only: billing reaches the core through its selectors and services
+    from gateway.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def check_project(*, project_id: int, key_ids: list[int] | None = None) -> list[
     """Raise the alerts of every budget a project's spend counts against: its own, its keys'
     (`key_ids`, or all of its keys with a budget when None) and its business unit's (whose
     standing is the spend of all the unit's projects). Returns the alerts raised by this call."""
-    project = Project.objects.select_related("business_unit").filter(pk=project_id).first()
+    project = gateway_selectors.get_project(project_id=project_id)
     if project is None:
         return []
     if key_ids is None:
@@ -109,12 +111,11 @@ def _raise_crossed(budget: Budget, now: Standing, project: Project) -> list[_Rai
 
 
 def _recipients(budget: Budget, project: Project) -> list[AbstractBaseUser]:
-    concerned = Q(managed_units__id=project.business_unit_id)
-    if budget.scope != Budget.Scope.BUSINESS_UNIT:
-        concerned |= Q(memberships__project_id=project.id, memberships__role=Membership.Role.OWNER)
-    if budget.scope == Budget.Scope.KEY and budget.key.created_by_id is not None:
-        concerned |= Q(pk=budget.key.created_by_id)
-    return list(get_user_model().objects.filter(concerned, is_active=True).distinct().order_by("pk"))
+    return gateway_selectors.people_concerned(
+        business_unit_id=project.business_unit_id,
+        owners_of_project_id=None if budget.scope == Budget.Scope.BUSINESS_UNIT else project.id,
+        user_id=budget.key.created_by_id if budget.scope == Budget.Scope.KEY else None,
+    )
 
 
 def _money(amount: Decimal) -> str:

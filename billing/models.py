@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from gateway.models import validate_http_url
+from gateway.services import validate_http_url
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
 

@@ -16,15 +16,17 @@ import datetime
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from billing.models import PriceListEntry
-from gateway import services
-from gateway.models import Deployment, Provider
+from gateway import selectors, services
+
+if TYPE_CHECKING:  # names for type hints only: billing reaches the core through its selectors and services
+    from gateway.models import Deployment
 
 PRICE_PLACES = Decimal("0.000001")  # the six decimals of a stored price
 MAX_PRICE = Decimal(10) ** 6  # DecimalField(max_digits=12, decimal_places=6)
@@ -133,8 +135,9 @@ def _row(
         if entry.get(field) is None:
             raise PriceListError(f"{where}: {field} is missing.")
     kind, upstream_model = entry["provider_kind"], entry["upstream_model"]
-    if kind not in Provider.Kind.values:
-        raise PriceListError(f"{where}: unknown provider_kind {kind!r} (one of {', '.join(Provider.Kind.values)}).")
+    kinds = [value for value, _label in selectors.provider_kinds()]
+    if kind not in kinds:
+        raise PriceListError(f"{where}: unknown provider_kind {kind!r} (one of {', '.join(kinds)}).")
     if not isinstance(upstream_model, str) or not upstream_model.strip() or len(upstream_model) > 200:
         raise PriceListError(f"{where}: upstream_model must be a name of at most 200 characters.")
     where = f"{where} ({kind}/{upstream_model})"
@@ -226,7 +229,7 @@ def apply_prices(
     in_effect = _prices_in_effect(pending=pending)
     priced: list[Deployment] = []
     unpriced: list[Deployment] = []
-    for deployment in Deployment.objects.select_related("model", "provider").order_by("model__name", "id"):
+    for deployment in selectors.list_deployments():
         key = (deployment.provider.kind, deployment.upstream_model)
         prices = in_effect.get(key) if only is None or key in only else None
         wanted = prices is not None and (overwrite or deployment.input_price is None)

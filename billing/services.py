@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -20,11 +20,14 @@ from django.db.models import Q, Sum
 
 from billing.models import Budget, LedgerEntry, validate_thresholds
 from billing.periods import current_period, label, period_of
-from gateway import writable
+from gateway import bulk_insert, writable
+from gateway import selectors as gateway_selectors
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
-from gateway.models import BusinessUnit, Project, VirtualKey
 from gateway.money import parse_amount
+
+if TYPE_CHECKING:  # names for type hints only: billing reaches the core through its selectors and services
+    from gateway.models import BusinessUnit, Project, VirtualKey
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,10 @@ class BudgetTarget:
 
     @classmethod
     def of(cls, target: Project | VirtualKey | BusinessUnit) -> BudgetTarget:
-        if isinstance(target, Project):
+        # The core's classes, as Budget's own foreign keys name them (billing imports no core model).
+        if isinstance(target, Budget._meta.get_field("project").related_model):
             return cls(Budget.Scope.PROJECT, project=target)
-        if isinstance(target, VirtualKey):
+        if isinstance(target, Budget._meta.get_field("key").related_model):
             return cls(Budget.Scope.KEY, key=target)
         return cls(Budget.Scope.BUSINESS_UNIT, business_unit=target)
 
@@ -297,7 +301,7 @@ def _open_period(project: Project, period: date) -> bool:
 def open_period(*, project_id: int, period: date | None = None) -> None:
     """Make sure the project's month is open (see `_open_period`). Called when a budget is read
     for a new month, and by the monthly beat task."""
-    project = Project.objects.filter(pk=project_id).first()
+    project = gateway_selectors.get_project(project_id=project_id)
     if project is None:
         return
     with transaction.atomic():
@@ -314,7 +318,11 @@ def open_all_periods() -> int:
 
 def record_usage(*, entries: Iterable[dict[str, Any]]) -> int:
     """One usage debit per request that used tokens or money, linked by request id. Idempotent:
-    a request already debited is skipped (a retried flush never charges twice)."""
+    a request already debited is skipped (a retried flush never charges twice). Returns how many
+    debits the batch holds (written now or before).
+
+    The log writer calls this in a thread of the gateway process, in the transaction that writes
+    the request-log rows: the debits go in through gateway/bulk_insert.py, without model instances."""
     rows = []
     for entry in entries:
         project_id = entry.get("project_id")
@@ -323,25 +331,25 @@ def record_usage(*, entries: Iterable[dict[str, Any]]) -> int:
         if project_id is None or (not tokens and not cost):
             continue
         rows.append(
-            LedgerEntry(
-                created_at=entry["created_at"],
-                period=period_of(entry["created_at"]),
-                kind=LedgerEntry.Kind.USAGE,
-                amount=-(writable.money(cost, places=10, digits=22) or Decimal(0)),
-                project_id=project_id,
-                business_unit_id=entry.get("business_unit_id"),
-                key_id=entry.get("key_id"),
-                key_prefix=writable.text(entry.get("key_prefix", ""), 20),
-                request_id=entry["request_id"],
-                model=writable.text(entry.get("answered_model") or entry.get("model", ""), 128),
-                input_tokens=writable.count(entry.get("input_tokens", 0)),
-                output_tokens=writable.count(entry.get("output_tokens", 0)),
-                cached_tokens=writable.count(entry.get("cached_tokens", 0)),
-                estimated=entry.get("usage_estimated", False),
-                priced=cost is not None,
-            )
+            {
+                "created_at": entry["created_at"],
+                "period": period_of(entry["created_at"]),
+                "kind": LedgerEntry.Kind.USAGE.value,
+                "amount": -(writable.money(cost, places=10, digits=22) or Decimal(0)),
+                "project_id": project_id,
+                "business_unit_id": entry.get("business_unit_id"),
+                "key_id": entry.get("key_id"),
+                "key_prefix": writable.text(entry.get("key_prefix", ""), 20),
+                "request_id": entry["request_id"],
+                "model": writable.text(entry.get("answered_model") or entry.get("model", ""), 128),
+                "input_tokens": writable.count(entry.get("input_tokens", 0)),
+                "output_tokens": writable.count(entry.get("output_tokens", 0)),
+                "cached_tokens": writable.count(entry.get("cached_tokens", 0)),
+                "estimated": entry.get("usage_estimated", False),
+                "priced": cost is not None,
+            }
         )
-    LedgerEntry.objects.bulk_create(rows, ignore_conflicts=True)
+    bulk_insert.insert_ignoring_conflicts(model=LedgerEntry, rows=rows)
     return len(rows)
 
 

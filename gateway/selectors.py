@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -619,3 +620,107 @@ def get_visible_key(*, user: AbstractBaseUser, project: Project, key_id: int) ->
     if key is None:
         raise NotVisible("No such key.", field="key")
     return key
+
+
+# --- for the other apps (billing, approvals, portal), which never import the core's models ---
+#
+# They read the core through these functions. Most return plain values; a few return the core's
+# instances or querysets where the caller hands them to a core service, a Django form or the admin,
+# or composes them into its own query (a subquery of its rows), and say so.
+
+OWNER_ROLE: str = Membership.Role.OWNER  # a project's owner (Membership.Role), for add_member and comparisons
+
+
+def provider_kinds() -> list[tuple[str, str]]:
+    """The kinds of provider, as (value, label) choices in their declared order (a price list names them)."""
+    return list(Provider.Kind.choices)
+
+
+def get_project(*, project_id: int) -> Project | None:
+    """The project with its business unit (one query), or None. An instance: billing writes ledger
+    entries and alerts for it and reads its unit's name."""
+    return Project.objects.select_related("business_unit").filter(pk=project_id).first()
+
+
+def get_model(*, model_id: int) -> Model | None:
+    """The model with this id, or None. An instance: an access request refers to it."""
+    return Model.objects.filter(pk=model_id).first()
+
+
+def project_name_of(*, project_id: Any) -> Subquery:
+    """The name of the project `project_id` (an OuterRef of the caller's query) as a subquery: the
+    ledger's admin sorts entries by project name without joining (an entry outlives its project)."""
+    return Subquery(Project.objects.filter(pk=project_id).values("name")[:1])
+
+
+def project_name_taken(*, business_unit: BusinessUnit, name: str) -> bool:
+    """Whether the unit has a project of this name, ignoring case (a new project must not repeat one)."""
+    return Project.objects.filter(business_unit=business_unit, name__iexact=name).exists()
+
+
+def projects_without_member(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Every project the user is not a member of, with its unit, by unit name then name (the
+    directory a newcomer picks a project to join from)."""
+    mine = Membership.objects.filter(user=user).values("project_id")
+    return Project.objects.exclude(id__in=mine).select_related("business_unit").order_by("business_unit__name", "name")
+
+
+def served_models() -> QuerySet[Model]:
+    """Enabled models served by at least one enabled deployment of an approved provider, by name."""
+    return (
+        Model.objects.filter(enabled=True, deployments__enabled=True, deployments__provider__approved=True)
+        .distinct()
+        .order_by("name")
+    )
+
+
+def list_deployments() -> QuerySet[Deployment]:
+    """Every deployment with its model and provider, by model name. Instances: billing's price list
+    passes them to services.set_deployment_prices and prints them."""
+    return Deployment.objects.select_related("model", "provider").order_by("model__name", "id")
+
+
+def is_member(*, project_id: int, user_id: int) -> bool:
+    """Whether the user is a member (any role) of the project."""
+    return Membership.objects.filter(project_id=project_id, user_id=user_id).exists()
+
+
+def is_project_owner(*, project_id: int, user_id: int) -> bool:
+    return Membership.objects.filter(project_id=project_id, user_id=user_id, role=OWNER_ROLE).exists()
+
+
+def manages_unit(*, user_id: int, unit_id: int | None) -> bool:
+    """Whether the user is one of the business unit's managers."""
+    return BusinessUnit.objects.filter(id=unit_id, managers=user_id).exists()
+
+
+def project_owners(*, project_id: int | None) -> QuerySet[AbstractBaseUser]:
+    """The active users who own the project (a queryset: approvals narrows and orders it)."""
+    return get_user_model().objects.filter(
+        memberships__project_id=project_id, memberships__role=OWNER_ROLE, is_active=True
+    )
+
+
+def owner_memberships(*, project: Any) -> QuerySet[Membership]:
+    """The owner memberships of `project` (an id, or an OuterRef of the caller's query): approvals
+    builds its "has an owner" and "waits for this owner" subqueries on them."""
+    return Membership.objects.filter(project=project, role=OWNER_ROLE)
+
+
+def unit_manager_links(*, unit_id: Any) -> QuerySet[Any]:
+    """The (business unit, manager) rows of `unit_id` (an id, or an OuterRef of the caller's
+    query): approvals builds its "manages the unit" subqueries on them (`user_id`, `user__...`)."""
+    return BusinessUnit.managers.through.objects.filter(businessunit_id=unit_id)
+
+
+def people_concerned(
+    *, business_unit_id: int, owners_of_project_id: int | None = None, user_id: int | None = None
+) -> list[AbstractBaseUser]:
+    """The active managers of the business unit, the owners of a project and one more user (each
+    optional but the unit), once each, by id: the people a budget alert goes to."""
+    concerned = Q(managed_units__id=business_unit_id)
+    if owners_of_project_id is not None:
+        concerned |= Q(memberships__project_id=owners_of_project_id, memberships__role=OWNER_ROLE)
+    if user_id is not None:
+        concerned |= Q(pk=user_id)
+    return list(get_user_model().objects.filter(concerned, is_active=True).distinct().order_by("pk"))

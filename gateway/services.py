@@ -19,7 +19,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway import crypto, guardrail_policy, health_state, log_bodies, money, probes, scrub, selectors, writable
+from gateway import (
+    bulk_insert,
+    crypto,
+    guardrail_policy,
+    health_state,
+    log_bodies,
+    money,
+    probes,
+    scrub,
+    selectors,
+    writable,
+)
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
 from gateway.models import (
@@ -36,6 +47,10 @@ from gateway.models import (
     RequestLog,
     VirtualKey,
 )
+
+# The core's rule for an http(s) URL, for the URL fields of other apps (billing's alert webhook),
+# which never import the core's models. Migrations name it gateway.models.validate_http_url.
+from gateway.models import validate_http_url as validate_http_url
 from gateway.secrets_format import (
     ADMIN_TOKEN_PREFIX,
     VIRTUAL_KEY_PREFIX,
@@ -206,6 +221,14 @@ def allow_model_in_transaction(*, project: Project, model: Model) -> None:
     """Add one model to a project's allow-list (no change if it is there already)."""
     project.allowed_models.add(model)
     publish_catalog_change()
+
+
+def lock_project(*, project_id: int) -> None:
+    """Lock the project's row until the caller's transaction ends (FOR NO KEY UPDATE): approvals
+    decides one project's credit requests one after the other, so a monthly cap holds under
+    concurrent requests, without blocking the rows that merely refer to the project (new requests,
+    ledger entries, request logs). No lock on SQLite, whose writers queue anyway."""
+    list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk", flat=True))
 
 
 @transaction.atomic(durable=True)
@@ -612,13 +635,15 @@ def revoke_admin_token(*, token: AdminToken) -> None:
 _FROM_OUTSIDE = ("model", "error_code", "user_agent")  # request-log text a client or an upstream chose
 
 
-@transaction.atomic  # not durable: billing writes the debits in the same transaction
 def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
     """Insert a batch of request-log rows. Idempotent: a row whose request id exists is skipped.
+    Not durable, and no savepoint: billing writes the debits in the caller's transaction.
 
     An entry's `bodies` is (policy, request, response[, secrets]) as the proxy saw them; they are
     rendered here, in the writer's thread, as the policy says (gateway/log_bodies.py). Every text
-    and JSON value is scrubbed of known secrets and made storable (gateway/writable.py)."""
+    and JSON value is scrubbed of known secrets and made storable (gateway/writable.py). The rows
+    go in through gateway/bulk_insert.py, not model instances: this runs in a thread of the gateway
+    process, where its CPU is taken from the event loop."""
     if not scrub.providers_loaded():  # a process whose proxy has not read them yet
         scrub.set_provider_keys(selectors.provider_api_keys())
     secrets = scrub.current()
@@ -640,8 +665,8 @@ def record_request_logs(*, entries: list[dict[str, Any]]) -> int:
         for name in ("input_tokens", "output_tokens", "cached_tokens"):
             fields[name] = writable.count(fields.get(name, 0))
         fields["cost"] = writable.money(fields.get("cost"), places=8, digits=16)
-        rows.append(RequestLog(**fields))
-    RequestLog.objects.bulk_create(rows, ignore_conflicts=True)
+        rows.append(fields)
+    bulk_insert.insert_ignoring_conflicts(model=RequestLog, rows=rows)
     return len(rows)
 
 

@@ -7,7 +7,7 @@ administrators (gateway.selectors.can_manage_keys); anyone else gets a 404.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,9 +20,11 @@ from django_htmx.http import reswap, retarget
 from billing import selectors as billing_selectors
 from gateway import selectors, services
 from gateway.errors import ValidationFailed
-from gateway.models import Project, VirtualKey
 from portal.forms import KeyForm, RotateForm, add_service_error
 from portal.views.common import portal_view, render_page
+
+if TYPE_CHECKING:  # names for type hints only: the portal reaches the core through its selectors and services
+    from gateway.models import Project, VirtualKey
 
 TEMPLATE = "portal/keys.html"
 

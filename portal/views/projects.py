@@ -4,7 +4,7 @@ and the request log is portal/views/logs.py. Anyone who may not see the project 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,9 +14,11 @@ from django.views.decorators.http import require_GET
 from billing import selectors as billing_selectors
 from gateway import selectors
 from gateway.errors import ValidationFailed
-from gateway.models import Project
 from portal.views.common import portal_view, render_page
 from portal.views.dashboard import unix_days
+
+if TYPE_CHECKING:  # names for type hints only: the portal reaches the core through its selectors and services
+    from gateway.models import Project
 
 # Who may do what in a project (shown on the members tab).
 PERMISSIONS = [

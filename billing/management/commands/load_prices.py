@@ -13,14 +13,16 @@ import argparse
 import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from billing import prices
-from gateway.models import Deployment
+
+if TYPE_CHECKING:  # names for type hints only: billing reaches the core through its selectors and services
+    from gateway.models import Deployment
 
 SHIPPED_LIST = Path(prices.__file__).resolve().parent / "data" / "prices.json"
 
