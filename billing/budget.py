@@ -14,6 +14,24 @@ concurrent requests can never hold more than the limit. Settling moves a reserva
 from `reserved` to `spent` at its actual cost. A reservation whose process died before settling
 expires after BUDGET_RESERVATION_TTL seconds and is dropped at the next check.
 
+Leases: no round trip while no budget is near its limit. When every budget a request touches
+has room for far more than its worst case, the script that admits it also reserves a lease for
+this process: one more reservation (id `lease:<pid>:<random>`) of a share (1/8) of the room left,
+at most 1,024 worst cases like this one, and only when each budget can give at least 32. The
+process then holds the next requests' worst cases from its lease in process (`reserve()` makes no
+call) and settles them there (`settle()` makes none): the cost moves to the lease's spent part,
+the rest of the hold back to its free part. A flush (a background call, every
+GOVERNANCE_LEASE_SECONDS while the lease holds anything, and with any call this process makes for
+the same budgets) adds what was spent to the month's `spent`, and once the lease has admitted for
+GOVERNANCE_LEASE_SECONDS gives its free part back. Nothing is overspent: a lease is reserved in
+Redis before a request uses it, a request is held in full before it is sent, and near the limit
+leases shrink to nothing (each is a share of less room), so there every request is checked in
+Redis as before. A lease's reservation expires BUDGET_LEASE_TTL seconds (10) after its last flush,
+so the lease of a process that died frees itself (its unflushed spending, at most one flush
+interval's, is lost from Redis as a dead process's settlements always were; the ledger is written
+apart). A process that loses Redis, or sees a budget change, stops admitting from its leases at
+once. `held_now()` counts leases as held (they are). GOVERNANCE_LEASES=false turns them off.
+
 Amounts in Redis are whole micro-units of the currency (1e-6), rounded up: admission is never
 looser than the ledger, which keeps exact decimals. `spent` starts from the ledger the first time
 a month is touched (or after Redis lost its data) and then counts every settlement. A month's
@@ -25,13 +43,16 @@ answer or the budget cannot be read: spending unchecked money is worse than a sh
 Requests with no hard budget never touch Redis. Settlement runs after the response; when it
 fails, the reservation expires on its own and the ledger (written separately) stays exact.
 
-Without REDIS_URL (the embedded, single-process profile) the same algorithm runs in process.
+Without REDIS_URL (the embedded, single-process profile) the same scripts run in process
+(gateway/redis_scripts.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,6 +112,7 @@ class Reservation:
     scopes: tuple[str, ...]
     amount: int
     settled: bool = False
+    leased: bool = False  # held by this process's lease: settled in process
 
 
 NO_CAPS = Caps(period="")
@@ -103,6 +125,7 @@ _cache: HotCache[Caps] = HotCache(100_000)  # per key and month
 
 def _clear_cache() -> None:
     _cache.clear()
+    _stop_leasing()  # a limit may have gone down: the next request asks Redis
 
 
 add_local_listener(_clear_cache)
@@ -189,38 +212,64 @@ async def caps_for(*, project_id: int, key_id: int, business_unit_id: int | None
 
 _RESERVE_LUA = """
 -- KEYS: per budget three keys: counters (hash spent/reserved), expiries (zset), amounts (hash).
--- ARGV: now_ms, expires_ms, request id, amount, keep_ms, then per budget: limit, spent from the ledger.
+-- ARGV: now_ms, expires_ms, request id, amount, keep_ms, this process's lease id, the lease's
+-- expiry, 1 when a lease is wanted; then per budget: limit, spent from the ledger, and this
+-- process's flush: what its requests spent from its lease, and the lease's unused part it gives back.
 local now, expires, rid, amount, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local lid, lease_expires, want = ARGV[6], ARGV[7], tonumber(ARGV[8]) == 1 and amount > 0
 local n = #KEYS / 3
 for i = 1, n do
   local counters, expiries, amounts = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  if redis.call('HSETNX', counters, 'spent', ARGV[5 + 2*i]) == 1 then
+  local a = 8 + 4 * (i - 1)
+  if redis.call('HSETNX', counters, 'spent', ARGV[a + 2]) == 1 then
     redis.call('HSET', counters, 'reserved', 0)
   end
   for _, gone in ipairs(redis.call('ZRANGEBYSCORE', expiries, '-inf', now)) do
     local held = redis.call('HGET', amounts, gone)
     if held then
-      redis.call('HINCRBY', counters, 'reserved', -tonumber(held))
+      redis.call('HINCRBY', counters, 'reserved', string.format('%d', -tonumber(held)))
       redis.call('HDEL', amounts, gone)
     end
     redis.call('ZREM', expiries, gone)
   end
+  FLUSH(counters, expiries, amounts, lid, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), lease_expires)
+end
+local room = {}
+for i = 1, n do
+  local counters = KEYS[3*i-2]
   local spent = tonumber(redis.call('HGET', counters, 'spent'))
   local reserved = tonumber(redis.call('HGET', counters, 'reserved') or '0')
-  if spent + reserved + amount > tonumber(ARGV[4 + 2*i]) then
+  if spent + reserved + amount > tonumber(ARGV[5 + 4*i]) then
     return {i, string.format('%d', spent), string.format('%d', reserved)}
   end
+  room[i] = tonumber(ARGV[5 + 4*i]) - spent - reserved - amount
 end
+local grants = {}
+for i = 1, n do
+  -- whole worst cases like this one, so that what is left of a lease serves one more
+  grants[i] = math.min(math.floor(room[i] / SHARE / math.max(amount, 1)), MAX) * amount
+  if grants[i] < MIN * amount then want = false end
+end
+local reply = {0, want and 1 or 0}
 for i = 1, n do
   local counters, expiries, amounts = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  redis.call('HINCRBY', counters, 'reserved', amount)
-  redis.call('HSET', amounts, rid, amount)
-  redis.call('ZADD', expiries, expires, rid)
+  if want then
+    local taken = string.format('%d', amount + grants[i])
+    redis.call('HINCRBY', counters, 'reserved', taken)
+    redis.call('HINCRBY', amounts, lid, taken)
+    redis.call('ZADD', expiries, lease_expires, lid)
+    reply[2 + i] = grants[i]
+  else
+    redis.call('HINCRBY', counters, 'reserved', ARGV[4])
+    redis.call('HSET', amounts, rid, ARGV[4])
+    redis.call('ZADD', expiries, expires, rid)
+    reply[2 + i] = 0
+  end
   redis.call('PEXPIRE', counters, keep)
   redis.call('PEXPIRE', expiries, keep)
   redis.call('PEXPIRE', amounts, keep)
 end
-return {0}
+return reply
 """
 
 _SETTLE_LUA = """
@@ -230,20 +279,63 @@ for i = 1, #KEYS / 3 do
   local counters, expiries, amounts = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
   local held = redis.call('HGET', amounts, rid)
   if held then
-    redis.call('HINCRBY', counters, 'reserved', -tonumber(held))
+    redis.call('HINCRBY', counters, 'reserved', string.format('%d', -tonumber(held)))
     redis.call('HDEL', amounts, rid)
     redis.call('ZREM', expiries, rid)
   end
   -- A month whose counters are gone (Redis lost them) restarts from the ledger instead.
   if actual > 0 and redis.call('EXISTS', counters) == 1 then
-    redis.call('HINCRBY', counters, 'spent', actual)
+    redis.call('HINCRBY', counters, 'spent', ARGV[2])
   end
 end
 return 0
 """
 
-_RESERVE = redis_scripts.script(_RESERVE_LUA)
+_FLUSH_LUA = """
+-- KEYS as for reserve. ARGV: this process's lease id, the lease's new expiry, then per budget what
+-- its requests spent from the lease and the unused part it gives back. Returns 0.
+for i = 1, #KEYS / 3 do
+  FLUSH(KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i], ARGV[1], tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2]), ARGV[2])
+end
+return 0
+"""
+
+# Settles a lease's spending and shrinks it by that and what it gives back; renews its expiry.
+_FLUSH_FUNCTION = """
+local function FLUSH(counters, expiries, amounts, lid, paid, back, lease_expires)
+  if paid == 0 and back == 0 and lease_expires == '' then return end
+  local lease = tonumber(redis.call('HGET', amounts, lid) or '')
+  if lease then
+    local left = math.max(0, lease - paid - back)
+    redis.call('HINCRBY', counters, 'reserved', string.format('%d', left - lease))
+    if left > 0 then
+      redis.call('HSET', amounts, lid, string.format('%d', left))
+      redis.call('ZADD', expiries, lease_expires, lid)
+    else
+      redis.call('HDEL', amounts, lid)
+      redis.call('ZREM', expiries, lid)
+    end
+  end
+  if paid > 0 and redis.call('EXISTS', counters) == 1 then
+    redis.call('HINCRBY', counters, 'spent', string.format('%d', paid))
+  end
+end
+"""
+
+_LEASE_SHARE = 8  # a lease is at most this fraction of what a budget has left ...
+_LEASE_MIN = 32  # ... given only when it holds at least this many worst cases like the one asking
+_LEASE_MAX = 1024  # ... and never more than this many
+
+
+def _with_flush(source: str) -> str:
+    return _FLUSH_FUNCTION + source.replace("SHARE", str(_LEASE_SHARE)).replace("MIN", str(_LEASE_MIN)).replace(
+        "MAX", str(_LEASE_MAX)
+    )
+
+
+_RESERVE = redis_scripts.script(_with_flush(_RESERVE_LUA))
 _SETTLE = redis_scripts.script(_SETTLE_LUA)
+_FLUSH = redis_scripts.script(_with_flush(_FLUSH_LUA))
 
 
 def _keys(period: str, scopes: Iterable[str]) -> list[str]:
@@ -254,27 +346,76 @@ def _keys(period: str, scopes: Iterable[str]) -> list[str]:
     return keys
 
 
+@dataclass(eq=False, slots=True)
+class _Lease:
+    """This process's slice of one budget-month, held in Redis as one reservation (the lease id).
+
+    Redis holds free + held + spent; `reserve()` moves money from free to held, `settle()` from
+    held to spent (and the rest back to free); a flush adds spent to the month's `spent` and,
+    once the lease is stale, gives free back."""
+
+    keys: list[str]  # counters, expiries, amounts
+    fresh_until: float = 0.0  # admits in process until then
+    free: int = 0  # micro-units no request here holds
+    held: int = 0  # held by this process's requests in flight
+    spent: int = 0  # what they cost, not yet added to the month's spent in Redis
+    flushing: bool = False  # a flush is scheduled
+
+
+_leases: dict[str, _Lease] = {}  # per budget-month (its counters key)
+_asking: set[tuple[str, ...]] = set()  # budget sets with a request for a lease under way
+_lease_owner: tuple[int, str] = (0, "")
+
+
+def _lease_id() -> str:
+    """This process's lease id (a new one in a forked child)."""
+    global _lease_owner
+    pid = os.getpid()
+    if _lease_owner[0] != pid:
+        _lease_owner = (pid, f"lease:{pid}:{secrets.token_hex(6)}")
+    return _lease_owner[1]
+
+
 async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservation:
     """Hold `amount` (the request's worst case) against every hard budget in `caps`, or refuse."""
     held = micros(amount)
+    scopes = tuple(cap.scope for cap in caps.caps)
+    if _leases and _from_leases(caps.period, scopes, held):
+        return Reservation(request_id, caps.period, scopes, held, leased=True)
     now_ms = int(time.time() * 1000)
-    args: list[Any] = [now_ms, now_ms + int(settings.BUDGET_RESERVATION_TTL * 1000), request_id, held, _KEEP_MS]
-    for cap in caps.caps:
-        args += [cap.limit, cap.spent]
-    keys = _keys(caps.period, (cap.scope for cap in caps.caps))
-    if settings.REDIS_URL:
-        try:
-            reply = await redis_scripts.run(_RESERVE, keys, args)
-        except (TimeoutError, RedisError, OSError) as exc:
-            _warn_unavailable(exc)
-            raise BudgetUnavailable(
-                "The gateway cannot check this project's budget right now (its budget store does not answer); "
-                "try again shortly."
-            ) from exc
-    else:
-        reply = _memory.reserve(keys, args)
+    keys = _keys(caps.period, scopes)
+    group = tuple(keys[::3])
+    want = settings.GOVERNANCE_LEASES and group not in _asking  # one request for a lease at a time
+    args: list[Any] = [
+        now_ms,
+        now_ms + int(settings.BUDGET_RESERVATION_TTL * 1000),
+        request_id,
+        held,
+        _KEEP_MS,
+        _lease_id(),
+        now_ms + int(settings.BUDGET_LEASE_TTL * 1000),
+        1 if want else 0,
+    ]
+    for i, cap in enumerate(caps.caps):
+        paid, back = _take_flush(keys[3 * i], stale_only=False)
+        args += [cap.limit, cap.spent, paid, back]
+    if want:
+        _asking.add(group)
+    try:
+        reply = await redis_scripts.run(_RESERVE, keys, args, then=lambda raw: _fold(raw, keys, held))
+    except (TimeoutError, RedisError, OSError) as exc:
+        _warn_unavailable(exc)
+        raise BudgetUnavailable(
+            "The gateway cannot check this project's budget right now (its budget store does not answer); "
+            "try again shortly."
+        ) from exc
+    finally:
+        if want:
+            _asking.discard(group)
     refused = int(reply[0])
     if refused:
+        if _leases and _from_leases(caps.period, scopes, held):  # a lease came with the same replies
+            return Reservation(request_id, caps.period, scopes, held, leased=True)
         cap = caps.caps[refused - 1]
         spent, reserved = int(reply[1]), int(reply[2])
         left = max(cap.limit - spent - reserved, 0)
@@ -283,7 +424,7 @@ async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservatio
             f"of {_money(cap.limit)} {settings.BILLING_CURRENCY} this month (including requests in flight), "
             f"and this request may cost up to {_money(held)}. {cap.remedy}"
         )
-    return Reservation(request_id, caps.period, tuple(cap.scope for cap in caps.caps), held)
+    return Reservation(request_id, caps.period, scopes, held, leased=int(reply[1]) == 1)
 
 
 async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
@@ -291,13 +432,20 @@ async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
     if reservation.settled:
         return
     reservation.settled = True
+    actual = micros(cost) if cost and cost > 0 else 0
     keys = _keys(reservation.period, reservation.scopes)
-    args = [reservation.request_id, micros(cost) if cost and cost > 0 else 0]
-    if not settings.REDIS_URL:
-        _memory.settle(keys, args)
+    if reservation.leased:  # in process: the lease's next flush carries it to Redis
+        for i in range(0, len(keys), 3):
+            lease = _leases.get(keys[i])
+            if lease is None:
+                continue  # forgotten (reset)
+            lease.held -= reservation.amount
+            lease.spent += actual
+            lease.free += reservation.amount - actual
+            _schedule_flush(lease)
         return
     try:
-        await redis_scripts.run(_SETTLE, keys, args)
+        await redis_scripts.run(_SETTLE, keys, [reservation.request_id, actual])
     except (TimeoutError, RedisError, OSError) as exc:
         # After the response: the hold expires by itself; the ledger row is written regardless.
         logger.error(
@@ -306,6 +454,103 @@ async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
             type(exc).__name__,
             settings.BUDGET_RESERVATION_TTL,
         )
+
+
+# --- leases ---
+
+
+def _from_leases(period: str, scopes: tuple[str, ...], amount: int) -> bool:
+    """Hold `amount` from this process's leases of every budget, or do nothing and say False."""
+    clock = time.monotonic()
+    prefix = settings.BUDGET_REDIS_PREFIX
+    leases = []
+    for scope in scopes:
+        lease = _leases.get(f"{prefix}:{{{scope}}}:{period}")
+        if lease is None or clock >= lease.fresh_until or lease.free < amount:
+            return False
+        leases.append(lease)
+    for lease in leases:
+        lease.free -= amount
+        lease.held += amount
+    return True
+
+
+def _fold(raw: list, keys: list[str], amount: int) -> list:
+    """Fold a lease the reserve script gave into this process's leases (as the reply is read, so
+    a refused caller of the same batch can use it)."""
+    if int(raw[0]) != 0 or int(raw[1]) != 1:
+        return raw
+    fresh_until = time.monotonic() + settings.GOVERNANCE_LEASE_SECONDS
+    for i in range(0, len(keys), 3):
+        lease = _leases.get(keys[i])
+        if lease is None:
+            lease = _leases[keys[i]] = _Lease(keys[i : i + 3])
+        lease.free += int(raw[2 + i // 3])
+        lease.held += amount  # the request that asked is held by the lease too
+        lease.fresh_until = fresh_until
+        _schedule_flush(lease)
+    return raw
+
+
+def _take_flush(counters: str, *, stale_only: bool) -> tuple[int, int]:
+    """What a call to Redis carries for this budget-month's lease: its spending, and its free part
+    when it no longer admits (or always, unless `stale_only`). Taken off the lease here."""
+    lease = _leases.get(counters)
+    if lease is None:
+        return 0, 0
+    paid, lease.spent = lease.spent, 0
+    back = 0
+    if not stale_only or time.monotonic() >= lease.fresh_until:
+        back, lease.free = lease.free, 0
+        lease.fresh_until = 0.0
+    return paid, back
+
+
+def _schedule_flush(lease: _Lease) -> None:
+    if lease.flushing:
+        return
+    lease.flushing = True
+    try:
+        redis_scripts.defer(settings.GOVERNANCE_LEASE_SECONDS + 0.01, lambda: _flush(lease))
+    except RuntimeError:  # no running loop (a synchronous caller): the next call flushes it
+        lease.flushing = False
+
+
+async def _flush(lease: _Lease) -> None:
+    """Carry the lease's spending to Redis, give back its free part once stale, and renew its
+    expiry while requests here still hold some of it; again later while anything is left."""
+    lease.flushing = False
+    if _leases.get(lease.keys[0]) is not lease:
+        return  # forgotten (reset)
+    paid, back = _take_flush(lease.keys[0], stale_only=True)
+    if paid == 0 and back == 0 and lease.held == 0 and lease.free == 0:
+        if lease.fresh_until == 0.0:
+            del _leases[lease.keys[0]]
+        return
+    expires = int(time.time() * 1000) + int(settings.BUDGET_LEASE_TTL * 1000)
+    try:
+        await redis_scripts.run(_FLUSH, lease.keys, [_lease_id(), expires, paid, back])
+    except (TimeoutError, RedisError, OSError) as exc:
+        _warn_unavailable(exc)  # the lease expires by itself; the ledger is written regardless
+        lease.spent += paid  # tried again with the next flush
+    if lease.held or lease.free or lease.spent:
+        _schedule_flush(lease)
+
+
+def _stop_leasing() -> None:
+    """Redis was lost, or a budget changed: admit nothing more from leases until Redis answers."""
+    for lease in _leases.values():
+        lease.fresh_until = 0.0
+
+
+async def _flush_all() -> None:
+    for lease in list(_leases.values()):
+        lease.fresh_until = 0.0
+        await _flush(lease)
+
+
+redis_scripts.on_connection_lost(_stop_leasing)
+redis_scripts.before_close(_flush_all)
 
 
 def _money(value: int) -> str:
@@ -326,18 +571,23 @@ def _warn_unavailable(exc: BaseException) -> None:
 
 
 def held_now(*, scope: str, period: str) -> int:
-    """Micro-units reserved by requests in flight for one budget-month (sync; the balance API)."""
+    """Micro-units reserved for one budget-month by requests in flight and by the gateway
+    processes' leases (sync; the balance API)."""
     keys = _keys(period, [scope])
     now_ms = int(time.time() * 1000)
     if not settings.REDIS_URL:
-        return _memory.held(keys, now_ms)
+        return _held(redis_scripts.in_process_client(), keys, now_ms)
     import redis
 
     with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2) as client:
-        amounts = client.hgetall(keys[2])
-        if not amounts:
-            return 0
-        live = {m for m in client.zrangebyscore(keys[1], now_ms, "+inf")}
+        return _held(client, keys, now_ms)
+
+
+def _held(client: Any, keys: list[str], now_ms: int) -> int:
+    amounts = client.hgetall(keys[2])
+    if not amounts:
+        return 0
+    live = set(client.zrangebyscore(keys[1], now_ms, "+inf"))
     return sum(int(v) for k, v in amounts.items() if k in live)
 
 
@@ -345,55 +595,9 @@ def project_scope(project_id: int) -> str:
     return f"p:{project_id}"
 
 
-# --- in process (no REDIS_URL) ---
-
-
-class _Memory:
-    def __init__(self) -> None:
-        self.counters: dict[str, dict[str, int]] = {}
-        self.holds: dict[str, dict[str, tuple[int, int]]] = {}  # amounts key -> rid -> (amount, expires)
-
-    def _purge(self, counters: str, amounts: str, now_ms: int) -> None:
-        holds = self.holds.setdefault(amounts, {})
-        for rid, (amount, expires) in list(holds.items()):
-            if expires <= now_ms:
-                del holds[rid]
-                self.counters[counters]["reserved"] -= amount
-
-    def reserve(self, keys: list[str], args: list[Any]) -> list[int]:
-        now_ms, expires, rid, amount = int(args[0]), int(args[1]), str(args[2]), int(args[3])
-        triples = [keys[i : i + 3] for i in range(0, len(keys), 3)]
-        for i, (counters, _, amounts) in enumerate(triples, start=1):
-            state = self.counters.setdefault(counters, {"spent": int(args[4 + 2 * i]), "reserved": 0})
-            self._purge(counters, amounts, now_ms)
-            if state["spent"] + state["reserved"] + amount > int(args[3 + 2 * i]):
-                return [i, state["spent"], state["reserved"]]
-        for counters, _, amounts in triples:
-            self.counters[counters]["reserved"] += amount
-            self.holds[amounts][rid] = (amount, expires)
-        return [0]
-
-    def settle(self, keys: list[str], args: list[Any]) -> None:
-        rid, actual = str(args[0]), int(args[1])
-        for i in range(0, len(keys), 3):
-            counters, _, amounts = keys[i : i + 3]
-            held = self.holds.get(amounts, {}).pop(rid, None)
-            state = self.counters.get(counters)
-            if state is None:
-                continue
-            if held is not None:
-                state["reserved"] -= held[0]
-            state["spent"] += actual
-
-    def held(self, keys: list[str], now_ms: int) -> int:
-        return sum(amount for amount, expires in self.holds.get(keys[2], {}).values() if expires > now_ms)
-
-
-_memory = _Memory()
-
-
 def reset() -> None:
     """Forget the in-process counters and cached budgets (tests)."""
-    global _memory
-    _memory = _Memory()
+    _leases.clear()
+    _asking.clear()
+    redis_scripts.forget_in_process(f"{settings.BUDGET_REDIS_PREFIX}:*")
     _cache.clear()

@@ -303,7 +303,11 @@ DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 1024, minimum=1)
 # publishes (gpt-4o-mini's 48,169 for a 2048x768 image at high detail), with a margin.
 BUDGET_IMAGE_TOKENS = env_int("BUDGET_IMAGE_TOKENS", 50_000, minimum=1)
 RATELIMIT_REDIS_TIMEOUT = env_float("RATELIMIT_REDIS_TIMEOUT", 1.0)
-RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 100, minimum=1)
+# Leases (gateway/proxy/ratelimit.py, billing/budget.py): far from its limits, a process admits
+# requests from a slice of the limits it took from Redis, and gives the unused part back after
+# GOVERNANCE_LEASE_SECONDS. Off: every governed request asks Redis.
+GOVERNANCE_LEASES = env_bool("GOVERNANCE_LEASES", True)
+GOVERNANCE_LEASE_SECONDS = env_float("GOVERNANCE_LEASE_SECONDS", 0.5)
 # Request logs: buffered per process, written in batches (gateway/proxy/logbuffer.py)
 LOG_FLUSH_INTERVAL = env_float("LOG_FLUSH_INTERVAL", 1.0)
 LOG_FLUSH_BATCH = env_int("LOG_FLUSH_BATCH", 500, minimum=1)
@@ -323,6 +327,8 @@ BILLING_DEFAULT_INPUT_PRICE = env_str("BILLING_DEFAULT_INPUT_PRICE", "")
 BILLING_DEFAULT_OUTPUT_PRICE = env_str("BILLING_DEFAULT_OUTPUT_PRICE", "")
 # How long a budget reservation lives when its process dies before settling it (seconds)
 BUDGET_RESERVATION_TTL = env_float("BUDGET_RESERVATION_TTL", 900.0)
+# How long a budget lease (billing/budget.py) outlives the last sign of life of its process (seconds)
+BUDGET_LEASE_TTL = env_float("BUDGET_LEASE_TTL", 10.0)
 BUDGET_CACHE_TTL = env_float("BUDGET_CACHE_TTL", 10.0)
 # Prefix of the budget counters' Redis keys (installations sharing one Redis need their own)
 BUDGET_REDIS_PREFIX = env_str("BUDGET_REDIS_PREFIX", "symbiosis:budget")

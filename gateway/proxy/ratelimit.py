@@ -21,21 +21,39 @@ Tokens are reserved up front (the caller's estimate: prompt plus `max_tokens`) a
 `adjust()` once the response's usage is known; a correction never takes a counter below zero and
 is dropped when its window has already closed.
 
+Leases: no round trip while no limit is near. When every window a request touches has plenty
+left, the script that admits it also counts a slice of each window for this process: a share
+(1/8) of what is left, at most 1,024 requests like this one, and only when each window can give
+at least 16 of them. The process then admits the next requests of those windows in process,
+from the slice, with no Redis call, and corrects their tokens there too. Exactness holds: a slice
+is counted in Redis before any request uses it, so across all processes no more than the limit
+is ever admitted; as a window fills, each slice is a share of less, and below 16 requests' worth
+none is given, so near a limit every request goes to Redis as before. A slice admits for
+GOVERNANCE_LEASE_SECONDS (0.5 s) after it was given; then what it did not use goes back to its
+window (one script call), so an idle process does not keep capacity others could use for long.
+A slice of a process that dies is lost with its window (at most `window_seconds`). A process
+that loses its Redis connection stops admitting from its slices at once (it fails closed like
+the rest). A refusal first looks at this process's slices (one may have arrived with the same
+batch of replies), so a process never refuses what it holds. The x-ratelimit-* headers count
+what was admitted: the window's count in Redis less this process's unused slice (other
+processes' unused slices count as used until they come back). GOVERNANCE_LEASES=false turns
+leases off.
+
 A stream slot is a member of a sorted set per key, scored with the time its lease runs out
 (`stream_lease_seconds`, extended by `refresh_stream()`); expired members are pruned on every
-check, so a slot leaked by a killed process frees itself when its lease ends.
+check, so a slot leaked by a killed process frees itself when its lease ends. Streams that take
+a slot always go to Redis.
 
-Without REDIS_URL (the embedded, single-process profile) the same algorithm runs in process and
-returns the same answers; it counts per process, so it is exact only with one process.
+Without REDIS_URL (the embedded, single-process profile) the same scripts run in process
+(gateway/redis_scripts.py).
 
-Cost: no Redis call when no limit applies; one round trip per `acquire()` (EVALSHA, falling back
-to EVAL once after a Redis restart); one per `adjust()` only when the actual tokens differ from
-the reservation. When Redis does not answer, `acquire()` raises `RateLimiterUnavailable` (a 503:
-the caller fails closed); `adjust()`, `release_stream()` and `refresh_stream()` run after the
-response is committed, so they log the failure and return. One client (one connection pool) per
-process and event loop, made on first use from REDIS_URL; `close()` at shutdown. Optional
-settings: RATELIMIT_REDIS_TIMEOUT (seconds to connect, to answer and to wait for a pooled
-connection; default 1) and RATELIMIT_REDIS_MAX_CONNECTIONS (per process; default 100).
+Cost: no Redis call when no limit applies or a slice serves the request; otherwise one round
+trip per `acquire()`, and one per `adjust()` only when the actual tokens differ from the
+reservation and no slice can take the difference. When Redis does not answer, `acquire()` raises
+`RateLimiterUnavailable` (a 503: the caller fails closed); `adjust()`, `release_stream()` and
+`refresh_stream()` run after the response is committed, so they log the failure and return.
+RATELIMIT_REDIS_TIMEOUT bounds connecting and answering (default 1 s); `close()` at shutdown
+gives the slices back and closes the connection.
 """
 
 from __future__ import annotations
@@ -43,7 +61,6 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +74,10 @@ logger = logging.getLogger(__name__)
 
 _NONE = -1  # "no such limit" in the scripts' arguments
 _STREAM_RETRY_MS = 1000  # when a stream slot frees is unknowable: suggest retrying in a second
+_LEASE_SHARE = 8  # a slice is at most this fraction of what a window has left ...
+_LEASE_MIN = 16  # ... given only when it holds at least this many requests like the one asking
+_LEASE_MAX = 1024  # ... and never more than this many
+_WINDOW_MARGIN = 0.05  # seconds before its window closes that a slice stops admitting (clock skew)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +144,28 @@ class Ticket:
         return _headers(self._scopes, self._requests, self._tokens, self._resets)
 
 
+@dataclass(eq=False, slots=True)
+class _Lease:
+    """This process's slice of one window: requests and tokens counted in Redis, not yet used here."""
+
+    redis_key: str
+    start: int  # the window it belongs to (its start, server ms)
+    closes: float  # time.monotonic() when that window closes
+    fresh_until: float = 0.0  # admits in process until then
+    requests: int = 0  # unused
+    tokens: int = 0  # unused (corrections of this process's requests land here too)
+    seen_requests: int = 0  # the window's counts in Redis at the last reply, our unused slice included
+    seen_tokens: int = 0
+    returning: bool = False  # a return is scheduled
+
+    def used(self) -> tuple[int, int]:
+        return self.seen_requests - self.requests, self.seen_tokens - self.tokens
+
+
+_leases: dict[str, _Lease] = {}  # per window hash (scope)
+_asking: set[tuple[str, ...]] = set()  # scope sets with a request for a slice under way
+
+
 # --- the public API ---
 
 
@@ -134,32 +177,46 @@ async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
     wants_slot = stream and limits.key_max_streams is not None
     if not scopes and not wants_slot:
         return Ticket(limits=limits, tokens=tokens)
+    if not wants_slot and _leases:
+        ticket = _from_leases(limits, scopes, tokens)
+        if ticket is not None:
+            return ticket
     ticket_id = secrets.token_hex(8) if wants_slot else ""
     window_ms = _ms(limits.window_seconds)
+    group = tuple(scope.redis_key for scope in scopes)
+    want = settings.GOVERNANCE_LEASES and group not in _asking  # one request for a slice at a time
     args: list[int | str] = [window_ms, tokens, len(scopes)]
     for scope in scopes:
         args += [_NONE if scope.rpm is None else scope.rpm, _NONE if scope.tpm is None else scope.tpm]
+        lease = _leases.get(scope.redis_key)
+        if lease is not None and (lease.requests or lease.tokens):  # goes back with this call
+            args += [lease.start, lease.requests, lease.tokens]
+            lease.requests = lease.tokens = 0
+        else:
+            args += [_NONE, 0, 0]
     args += [limits.key_max_streams if wants_slot else _NONE, _ms(limits.stream_lease_seconds), ticket_id]
-    keys = [scope.redis_key for scope in scopes]
+    args.append(1 if want else 0)
+    keys = list(group)
     if wants_slot:
         keys.append(_streams_key(limits))
 
-    if settings.REDIS_URL:
-        try:
-            reply = await redis_scripts.run(_ACQUIRE, keys, args)
-        except (RedisError, OSError) as exc:
-            _warn_unavailable(exc)
-            raise RateLimiterUnavailable("The rate limiter is unavailable; please retry shortly.") from exc
-    else:
-        reply = _memory.acquire(keys, args)
+    if want:
+        _asking.add(group)
+    try:
+        reply = await redis_scripts.run(_ACQUIRE, keys, args, then=lambda raw: _fold(raw, scopes, window_ms))
+    except (RedisError, OSError) as exc:
+        _warn_unavailable(exc)
+        raise RateLimiterUnavailable("The rate limiter is unavailable; please retry shortly.") from exc
+    finally:
+        if want:
+            _asking.discard(group)
 
-    clock = time.monotonic()
-    admitted, refused, wait_ms, now = (int(value) for value in reply[:4])
-    starts = [int(value) for value in reply[4::3]]
-    requests = [int(value) for value in reply[5::3]]
-    counted = [int(value) for value in reply[6::3]]
-    resets = [clock + (start + window_ms - now) / 1000 for start in starts]
+    admitted, refused, wait_ms, starts, requests, counted, resets = reply
     if not admitted:
+        if not wants_slot and _leases:  # a slice for these windows may have come with the same replies
+            ticket = _from_leases(limits, scopes, tokens)
+            if ticket is not None:
+                return ticket
         raise _refusal(limits, scopes, tokens, refused, wait_ms, requests, counted, resets)
     return Ticket(
         limits=limits,
@@ -171,7 +228,7 @@ async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
         _requests=requests,
         _tokens=counted,
         _resets=resets,
-        _refreshed=clock,
+        _refreshed=time.monotonic(),
     )
 
 
@@ -184,19 +241,31 @@ async def adjust(ticket: Ticket, *, actual_tokens: int) -> None:
     indexes = [i for i, scope in enumerate(ticket._scopes) if scope.tpm is not None]
     if delta == 0 or not indexes:
         return
+    leases = [_leases.get(ticket._scopes[i].redis_key) for i in indexes]
+    if all(
+        lease is not None and lease.start == ticket._starts[i] and (delta < 0 or lease.tokens >= delta)
+        for i, lease in zip(indexes, leases, strict=True)
+    ):  # the window's slice here takes the correction: tokens given back go back with it
+        for i, lease in zip(indexes, leases, strict=True):
+            lease.tokens -= delta  # type: ignore[union-attr]
+            ticket._tokens[i] = lease.used()[1]  # type: ignore[union-attr]
+            _schedule_return(lease)  # type: ignore[arg-type]
+        return
     keys = [ticket._scopes[i].redis_key for i in indexes]
-    args = [delta, *(ticket._starts[i] for i in indexes)]
-    if settings.REDIS_URL:
-        try:
-            reply = await redis_scripts.run(_ADJUST, keys, args)
-        except (RedisError, OSError) as exc:
-            _warn_unavailable(exc)
-            return
-    else:
-        reply = _memory.adjust(keys, args)
-    for i, value in zip(indexes, reply, strict=True):
-        if int(value) >= 0:
-            ticket._tokens[i] = int(value)
+    args: list[int] = []
+    for i in indexes:
+        args += [ticket._starts[i], 0, -delta]
+    try:
+        reply = await redis_scripts.run(_GIVE_BACK, keys, args)
+    except (RedisError, OSError) as exc:
+        _warn_unavailable(exc)
+        return
+    for n, i in enumerate(indexes):
+        tokens = int(reply[2 * n + 1])
+        if tokens >= 0:
+            lease = _leases.get(ticket._scopes[i].redis_key)
+            mine = lease.tokens if lease is not None and lease.start == ticket._starts[i] else 0
+            ticket._tokens[i] = tokens - mine
 
 
 async def release_stream(ticket: Ticket) -> None:
@@ -205,13 +274,10 @@ async def release_stream(ticket: Ticket) -> None:
         return
     ticket.holds_stream = False
     key = _streams_key(ticket.limits)
-    if settings.REDIS_URL:
-        try:
-            await redis_scripts.client().zrem(key, ticket.id)
-        except (RedisError, OSError) as exc:
-            _warn_unavailable(exc)  # the slot frees itself when its lease runs out
-    else:
-        _memory.release(key, ticket.id)
+    try:
+        await redis_scripts.command("ZREM", key, ticket.id)
+    except (RedisError, OSError) as exc:
+        _warn_unavailable(exc)  # the slot frees itself when its lease runs out
 
 
 async def refresh_stream(ticket: Ticket) -> None:
@@ -222,30 +288,160 @@ async def refresh_stream(ticket: Ticket) -> None:
         return
     ticket._refreshed = clock
     keys, args = [_streams_key(ticket.limits)], [_ms(lease), ticket.id]
-    if settings.REDIS_URL:
-        try:
-            await redis_scripts.run(_REFRESH, keys, args)
-        except (RedisError, OSError) as exc:
-            _warn_unavailable(exc)
-    else:
-        _memory.refresh(keys, args)
+    try:
+        await redis_scripts.run(_REFRESH, keys, args)
+    except (RedisError, OSError) as exc:
+        _warn_unavailable(exc)
 
 
 async def close() -> None:
-    """Close this process's Redis connections (on shutdown)."""
+    """Give this process's slices back, then close its Redis connection (on shutdown)."""
     await redis_scripts.close()
 
 
 def reset() -> None:
-    """Forget the in-process counters (tests)."""
-    global _memory
-    _memory = _Memory()
+    """Forget the in-process counters and this process's slices (tests)."""
+    _leases.clear()
+    _asking.clear()
+    redis_scripts.forget_in_process("rl:*")
+
+
+# --- leases ---
+
+
+def _from_leases(limits: Limits, scopes: tuple[_Scope, ...], tokens: int) -> Ticket | None:
+    """Admit the request from this process's slices of its windows, or None (then Redis decides)."""
+    clock = time.monotonic()
+    leases = []
+    for scope in scopes:
+        lease = _leases.get(scope.redis_key)
+        if (
+            lease is None
+            or clock >= lease.fresh_until
+            or clock >= lease.closes - _WINDOW_MARGIN
+            or (scope.rpm is not None and lease.requests < 1)
+            or (scope.tpm is not None and lease.tokens < tokens)
+        ):
+            return None
+        leases.append(lease)
+    requests, counted, starts, resets = [], [], [], []
+    for scope, lease in zip(scopes, leases, strict=True):
+        if scope.rpm is not None:
+            lease.requests -= 1
+        if scope.tpm is not None:
+            lease.tokens -= tokens
+        used_requests, used_tokens = lease.used()
+        requests.append(used_requests)
+        counted.append(used_tokens)
+        starts.append(lease.start)
+        resets.append(lease.closes)
+    return Ticket(
+        limits=limits,
+        tokens=tokens,
+        _scopes=scopes,
+        _starts=starts,
+        _requests=requests,
+        _tokens=counted,
+        _resets=resets,
+        _refreshed=clock,
+    )
+
+
+def _fold(raw: list, scopes: tuple[_Scope, ...], window_ms: int) -> tuple:
+    """Read the acquire script's reply and fold any slice it gave into this process's leases.
+
+    Runs as the reply is read (gateway/redis_scripts.py's `then`), before later replies of the
+    same batch reach their callers, so a refused caller sees a slice given to an earlier one."""
+    clock = time.monotonic()
+    admitted, refused, wait_ms, now = int(raw[0]), int(raw[1]), int(raw[2]), int(raw[3])
+    starts, requests, counted, resets = [], [], [], []
+    lease_seconds = settings.GOVERNANCE_LEASE_SECONDS
+    for i, scope in enumerate(scopes):
+        j = 4 + 5 * i
+        start, seen_requests, seen_tokens = int(raw[j]), int(raw[j + 1]), int(raw[j + 2])
+        granted_requests, granted_tokens = int(raw[j + 3]), int(raw[j + 4])
+        closes = clock + (start + window_ms - now) / 1000
+        lease = _leases.get(scope.redis_key)
+        if lease is not None and lease.start != start:  # its window closed: what it held is void
+            del _leases[scope.redis_key]
+            lease = None
+        if lease is None and (granted_requests or granted_tokens):
+            lease = _leases[scope.redis_key] = _Lease(scope.redis_key, start, closes)
+        if lease is not None:
+            lease.seen_requests, lease.seen_tokens = seen_requests, seen_tokens
+            if granted_requests or granted_tokens:
+                lease.requests += granted_requests
+                lease.tokens += granted_tokens
+                lease.fresh_until = clock + lease_seconds
+                _schedule_return(lease)
+            seen_requests, seen_tokens = lease.used()
+        starts.append(start)
+        requests.append(seen_requests)
+        counted.append(seen_tokens)
+        resets.append(closes)
+    return bool(admitted), refused, wait_ms, starts, requests, counted, resets
+
+
+def _schedule_return(lease: _Lease) -> None:
+    """Give the slice's unused part back once it stops admitting (unless a new slice renews it)."""
+    if lease.returning:
+        return
+    lease.returning = True
+    try:
+        delay = max(0.0, lease.fresh_until - time.monotonic()) + 0.01
+        redis_scripts.defer(delay, lambda: _give_back(lease))
+    except RuntimeError:  # no running loop (a synchronous caller): the next call returns it
+        lease.returning = False
+
+
+async def _give_back(lease: _Lease) -> None:
+    lease.returning = False
+    if _leases.get(lease.redis_key) is not lease:
+        return  # forgotten (its window closed, or reset)
+    if time.monotonic() < lease.fresh_until:
+        _schedule_return(lease)  # renewed meanwhile
+        return
+    if not (lease.requests or lease.tokens):
+        return
+    requests, tokens = lease.requests, lease.tokens
+    lease.requests = lease.tokens = 0
+    try:
+        await redis_scripts.run(_GIVE_BACK, [lease.redis_key], [lease.start, requests, tokens])
+    except (RedisError, OSError) as exc:  # lost: counted until its window closes (never too loose)
+        _warn_unavailable(exc)
+
+
+def _stop_leasing() -> None:
+    """The connection to Redis was lost: admit nothing more from slices until Redis answers again."""
+    for lease in _leases.values():
+        lease.fresh_until = 0.0
+
+
+async def _give_all_back() -> None:
+    for lease in list(_leases.values()):
+        lease.fresh_until = 0.0
+        await _give_back(lease)
+
+
+redis_scripts.on_connection_lost(_stop_leasing)
+redis_scripts.before_close(_give_all_back)
 
 
 # --- limits, refusals and headers ---
 
+_scope_cache: dict[Limits, tuple[_Scope, ...]] = {}
+
 
 def _scopes(limits: Limits) -> tuple[_Scope, ...]:
+    found = _scope_cache.get(limits)
+    if found is None:
+        if len(_scope_cache) >= 10_000:
+            _scope_cache.clear()
+        found = _scope_cache[limits] = _make_scopes(limits)
+    return found
+
+
+def _make_scopes(limits: Limits) -> tuple[_Scope, ...]:
     # One hash tag per project: every key a check touches lives in the same Redis Cluster slot.
     tag = f"rl:{{p{limits.project_id}}}"
     scopes = []
@@ -351,70 +547,114 @@ def _ms(seconds: float) -> int:
 # --- Redis ---
 
 # KEYS: the scopes' window hashes, then the key's stream set when a slot is wanted.
-# ARGV: window ms, tokens, number of scopes, (rpm, tpm) per scope (-1: none), stream cap (-1: no
-# slot wanted), lease ms, slot member.
+# ARGV: window ms, tokens, number of scopes; per scope: rpm, tpm (-1: none), then the window start,
+# requests and tokens of this process's unused slice that go back (-1, 0, 0: none); then the
+# stream cap (-1: no slot wanted), lease ms, slot member, and 1 when a slice is wanted.
 # Returns: admitted (1/0), the refusing limit (2i-1: scope i's rpm, 2i: its tpm, 2n+1: streams),
-# ms until it frees, now (ms), then (window start, requests, tokens) per scope.
+# ms until it frees, now (ms), then per scope: window start, requests, tokens (the slices given
+# included), and the requests and tokens of the slice given to this process (0, 0: none).
 _ACQUIRE_LUA = """
 local function int(x) return string.format('%d', x) end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local window, tokens, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local refused, wait = 0, 0
-local starts, requests, counted = {}, {}, {}
+local starts, requests, counted, back = {}, {}, {}, {}
 for i = 1, n do
+  local a = 3 + 5 * (i - 1)
   local state = redis.call('HMGET', KEYS[i], 's', 'r', 't')
   local s, r, t = tonumber(state[1]), 0, 0
   if s and now < s + window then
     r, t = tonumber(state[2]) or 0, tonumber(state[3]) or 0
+    if ARGV[a + 3] == state[1] then
+      r = math.max(0, r - tonumber(ARGV[a + 4]))
+      t = math.max(0, t - tonumber(ARGV[a + 5]))
+      back[i] = true
+    end
   else
     s = now
   end
   starts[i], requests[i], counted[i] = s, r, t
   local reset = s + window - now
-  local rpm, tpm = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   if rpm >= 0 and r + 1 > rpm and reset > wait then refused, wait = 2 * i - 1, reset end
   if tpm >= 0 and t + tokens > tpm and reset > wait then refused, wait = 2 * i, reset end
 end
-local cap = tonumber(ARGV[4 + 2 * n])
+local b = 3 + 5 * n
+local cap = tonumber(ARGV[b + 1])
 local streams = KEYS[n + 1]
 if refused == 0 and cap >= 0 then
   redis.call('ZREMRANGEBYSCORE', streams, '-inf', now)
   if redis.call('ZCARD', streams) >= cap then refused, wait = 2 * n + 1, STREAM_RETRY_MS end
 end
+local grants = {}
 if refused == 0 then
+  local lease = tonumber(ARGV[b + 4]) == 1
   for i = 1, n do
     requests[i], counted[i] = requests[i] + 1, counted[i] + tokens
+    local a = 3 + 5 * (i - 1)
+    local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local gr, gt = 0, 0
+    if rpm >= 0 then
+      gr = math.min(math.floor((rpm - requests[i]) / SHARE), MAX)
+      if gr < MIN then lease = false end
+    end
+    if tpm >= 0 then
+      local size = math.max(tokens, 1)  -- whole requests like this one
+      gt = math.min(math.floor((tpm - counted[i]) / SHARE / size), MAX) * size
+      if gt < MIN * tokens then lease = false end
+    end
+    grants[i] = {gr, gt}
+  end
+  for i = 1, n do
+    if lease then
+      requests[i], counted[i] = requests[i] + grants[i][1], counted[i] + grants[i][2]
+    else
+      grants[i] = {0, 0}
+    end
     redis.call('HSET', KEYS[i], 's', int(starts[i]), 'r', int(requests[i]), 't', int(counted[i]))
     if starts[i] == now then redis.call('PEXPIRE', KEYS[i], window) end
   end
   if cap >= 0 then
-    local lease = tonumber(ARGV[5 + 2 * n])
-    redis.call('ZADD', streams, int(now + lease), ARGV[6 + 2 * n])
-    if redis.call('PTTL', streams) < lease then redis.call('PEXPIRE', streams, lease) end
+    local lease_ms = tonumber(ARGV[b + 2])
+    redis.call('ZADD', streams, int(now + lease_ms), ARGV[b + 3])
+    if redis.call('PTTL', streams) < lease_ms then redis.call('PEXPIRE', streams, lease_ms) end
+  end
+else
+  for i = 1, n do
+    grants[i] = {0, 0}
+    if back[i] then redis.call('HSET', KEYS[i], 'r', int(requests[i]), 't', int(counted[i])) end
   end
 end
 local reply = {refused == 0 and 1 or 0, refused, wait, now}
 for i = 1, n do
-  local j = 2 + 3 * i
+  local j = 5 * i
   reply[j], reply[j + 1], reply[j + 2] = starts[i], requests[i], counted[i]
+  reply[j + 3], reply[j + 4] = grants[i][1], grants[i][2]
 end
 return reply
-""".replace("STREAM_RETRY_MS", str(_STREAM_RETRY_MS))
+"""
+_ACQUIRE_LUA = (
+    _ACQUIRE_LUA.replace("STREAM_RETRY_MS", str(_STREAM_RETRY_MS))
+    .replace("SHARE", str(_LEASE_SHARE))
+    .replace("MIN", str(_LEASE_MIN))
+    .replace("MAX", str(_LEASE_MAX))
+)
 
-# KEYS: window hashes. ARGV: token delta, then the window start the reservation was counted in,
-# per key. Returns each key's tokens after the correction, or -1 when that window has closed.
-_ADJUST_LUA = """
-local delta = tonumber(ARGV[1])
+# KEYS: window hashes. ARGV per key: the window start the counts belong to, requests and tokens to
+# take off (negative: to add; a token correction, or a slice given back). Returns per key the
+# requests and tokens after the change, or -1, -1 when that window has closed (nothing changes).
+_GIVE_BACK_LUA = """
 local reply = {}
 for i = 1, #KEYS do
-  local state = redis.call('HMGET', KEYS[i], 's', 't')
-  if state[1] == ARGV[1 + i] then
-    local t = math.max(0, (tonumber(state[2]) or 0) + delta)
-    redis.call('HSET', KEYS[i], 't', string.format('%d', t))
-    reply[i] = t
+  local state = redis.call('HMGET', KEYS[i], 's', 'r', 't')
+  if state[1] == ARGV[3 * i - 2] then
+    local r = math.max(0, (tonumber(state[2]) or 0) - tonumber(ARGV[3 * i - 1]))
+    local t = math.max(0, (tonumber(state[3]) or 0) - tonumber(ARGV[3 * i]))
+    redis.call('HSET', KEYS[i], 'r', string.format('%d', r), 't', string.format('%d', t))
+    reply[2 * i - 1], reply[2 * i] = r, t
   else
-    reply[i] = -1
+    reply[2 * i - 1], reply[2 * i] = -1, -1
   end
 end
 return reply
@@ -432,7 +672,7 @@ return changed
 
 
 _ACQUIRE = redis_scripts.script(_ACQUIRE_LUA)
-_ADJUST = redis_scripts.script(_ADJUST_LUA)
+_GIVE_BACK = redis_scripts.script(_GIVE_BACK_LUA)
 _REFRESH = redis_scripts.script(_REFRESH_LUA)
 _warned_at = -math.inf
 
@@ -442,89 +682,3 @@ def _warn_unavailable(exc: BaseException) -> None:
     if time.monotonic() - _warned_at >= 10:  # once per 10 s, not once per request
         _warned_at = time.monotonic()
         logger.warning("rate limiter: Redis did not answer (%s: %s)", type(exc).__name__, exc)
-
-
-# --- in process (no REDIS_URL) ---
-
-
-class _Memory:
-    """The scripts' algorithm over dicts, for one process. Same arguments and replies as the scripts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # one event loop needs none; an async_to_sync thread would
-        self._windows: dict[str, list[int]] = {}  # key -> [start, requests, tokens, closes at]
-        self._streams: dict[str, dict[str, int]] = {}  # key -> {member: lease ends at}
-        self._swept = 0
-
-    @staticmethod
-    def _now() -> int:
-        return time.monotonic_ns() // 1_000_000
-
-    def acquire(self, keys: list[str], args: list) -> list[int]:
-        with self._lock:
-            now = self._now()
-            self._sweep(now)
-            window, tokens, n = int(args[0]), int(args[1]), int(args[2])
-            refused, wait, state = 0, 0, []
-            for i in range(n):
-                entry = self._windows.get(keys[i])
-                start, requests, counted = (entry[0], entry[1], entry[2]) if entry and now < entry[3] else (now, 0, 0)
-                state.append([start, requests, counted])
-                reset = start + window - now
-                rpm, tpm = int(args[3 + 2 * i]), int(args[4 + 2 * i])
-                if rpm >= 0 and requests + 1 > rpm and reset > wait:
-                    refused, wait = 2 * i + 1, reset
-                if tpm >= 0 and counted + tokens > tpm and reset > wait:
-                    refused, wait = 2 * i + 2, reset
-            cap = int(args[3 + 2 * n])
-            if refused == 0 and cap >= 0:
-                slots = self._live_slots(keys[n], now)
-                if len(slots) >= cap:
-                    refused, wait = 2 * n + 1, _STREAM_RETRY_MS
-            if refused == 0:
-                for i, item in enumerate(state):
-                    item[1] += 1
-                    item[2] += tokens
-                    self._windows[keys[i]] = [*item, item[0] + window]
-                if cap >= 0:
-                    self._streams.setdefault(keys[n], {})[str(args[5 + 2 * n])] = now + int(args[4 + 2 * n])
-            return [1 if refused == 0 else 0, refused, wait, now, *(value for item in state for value in item)]
-
-    def adjust(self, keys: list[str], args: list) -> list[int]:
-        with self._lock:
-            now, delta, reply = self._now(), int(args[0]), []
-            for key, start in zip(keys, args[1:], strict=True):
-                entry = self._windows.get(key)
-                if entry and entry[0] == int(start) and now < entry[3]:
-                    entry[2] = max(0, entry[2] + delta)
-                    reply.append(entry[2])
-                else:
-                    reply.append(-1)
-            return reply
-
-    def release(self, key: str, member: str) -> None:
-        with self._lock:
-            self._streams.get(key, {}).pop(member, None)
-
-    def refresh(self, keys: list[str], args: list) -> None:
-        with self._lock:
-            slots = self._live_slots(keys[0], self._now())
-            if args[1] in slots:
-                slots[args[1]] = self._now() + int(args[0])
-
-    def _live_slots(self, key: str, now: int) -> dict[str, int]:
-        slots = self._streams.get(key, {})
-        for member in [member for member, ends in slots.items() if ends <= now]:
-            del slots[member]
-        return slots
-
-    def _sweep(self, now: int) -> None:
-        """Drop closed windows and empty stream sets, at most once a minute."""
-        if now - self._swept < 60_000:
-            return
-        self._swept = now
-        self._windows = {key: entry for key, entry in self._windows.items() if now < entry[3]}
-        self._streams = {key: slots for key, slots in self._streams.items() if self._live_slots(key, now)}
-
-
-_memory = _Memory()
