@@ -206,7 +206,7 @@ class Exchange:
             return
         self.released = True
         record = self.finish()
-        if self.admission is not None:
+        if self.admission is not None and self.admission.holding():
             await _shielded(self.admission.settle(record.usage, record.cost))
 
 

@@ -1,17 +1,24 @@
-"""A lean Django ASGI handler for /v1.
+"""Where a /v1 request enters and leaves: a lean ASGI application (gateway/asgi.py sends /v1 here).
 
-Django's ASGIHandler runs every request through the full middleware stack and sends the
-request_started/request_finished signals, whose receivers are synchronous: each costs a thread
-hop. The proxy needs none of that (it authenticates with virtual keys, holds no session and
-never touches the ORM on the request thread), so this handler:
+Django's ASGIHandler runs every request through the middleware stack, the request_started and
+request_finished signals (synchronous receivers, each a thread hop), a spooled temporary file for
+the body, two tasks per request, and its own response writer. The proxy needs none of that (it
+authenticates with virtual keys, holds no session and never touches the ORM on the request
+thread), so this application:
 
-- resolves against gateway.proxy.urls only, with no middleware;
-- skips the signals (the cache loaders close their own connections);
-- refuses a body over PROXY_MAX_BODY_BYTES while reading it, with an OpenAI error (413);
-- answers a wrong method with the caller's error object (405), not Django's plain text;
-- scrubs every response body of the secrets the gateway knows (gateway/scrub.py: provider keys
+- reads the body into memory, refusing one over PROXY_MAX_BODY_BYTES while reading it (413);
+- dispatches on the method and path itself (`ROUTES`, the endpoints of gateway/proxy/endpoints.py;
+  the same views django-ninja serves to WSGI and `reverse()`), answering an unknown path (404) or
+  a wrong method (405, with `Allow`) with the caller's error object;
+- hands the view a `ProxyRequest`, the part of Django's HttpRequest the views read (`META`,
+  `headers`, `GET`, `body`, `method`, `path`), built lazily;
+- writes the view's response straight to ASGI: status and headers, then the body or the stream's
+  pieces as they come;
+- scrubs every non-streamed body of the secrets the gateway knows (gateway/scrub.py: provider keys
   an upstream echoed, the request's own key; streams scrub their own writes);
-- keeps Django's disconnect handling: a client that goes away cancels the view or stream.
+- watches for the client going away with one task: a disconnect cancels the request (a stream
+  stops pulling from the upstream, whose connection is dropped) and the request still writes its
+  record, as 499.
 """
 
 from __future__ import annotations
@@ -20,26 +27,79 @@ import asyncio
 import contextlib
 import functools
 import logging
-import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
 
 from django.conf import settings
-from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
+from django.http.request import HttpHeaders
 from django.http.response import HttpResponseBase
-from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from gateway import scrub
-from gateway.proxy import logbuffer
+from gateway.proxy import endpoints, logbuffer
 from gateway.proxy.dialects.anthropic_messages import error_response as anthropic_error
 from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id, presented_key
 
 logger = logging.getLogger("gateway.proxy")
 
+View = Callable[..., Awaitable[HttpResponseBase]]
+# (method, path) -> view; and views under a prefix that take the rest of the path as an argument.
+ROUTES: dict[tuple[str, str], View] = {
+    ("POST", "/v1/chat/completions"): endpoints.chat_completions,
+    ("POST", "/v1/embeddings"): endpoints.embeddings,
+    ("POST", "/v1/messages"): endpoints.create_message,
+    ("GET", "/v1/models"): endpoints.list_models,
+}
+PREFIXED: dict[tuple[str, str], tuple[View, str]] = {
+    ("GET", "/v1/models/"): (endpoints.retrieve_model, "model_id"),
+}
+
+
+class ProxyRequest:
+    """What the /v1 views read of a request, made from the ASGI scope (a duck-typed subset of
+    Django's HttpRequest, so the same views serve Django's test client and WSGI through ninja)."""
+
+    __slots__ = ("__dict__", "body", "exchange", "method", "path", "path_info", "scope")
+
+    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
+        self.scope = scope
+        self.body = body
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.path_info = self.path
+        self.exchange: Any = None
+
+    @functools.cached_property
+    def META(self) -> dict[str, Any]:
+        scope = self.scope
+        meta: dict[str, Any] = {
+            "REQUEST_METHOD": self.method,
+            "PATH_INFO": self.path,
+            "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        }
+        for raw_name, raw_value in scope.get("headers", ()):
+            name = raw_name.decode("latin-1").upper().replace("-", "_")
+            key = name if name == "CONTENT_LENGTH" or name == "CONTENT_TYPE" else "HTTP_" + name
+            value = raw_value.decode("latin-1")
+            meta[key] = f"{meta[key]},{value}" if key in meta else value
+        return meta
+
+    @functools.cached_property
+    def headers(self) -> HttpHeaders:
+        return HttpHeaders(self.META)
+
+    @functools.cached_property
+    def GET(self) -> QueryDict:
+        return QueryDict(self.META["QUERY_STRING"])
+
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
     pass
 
 
@@ -50,16 +110,24 @@ def _render(error: ProxyError, path: str) -> HttpResponseBase:
     return error.response(new_request_id())
 
 
-def _valid_key(request: HttpRequest) -> str | None:
-    """The virtual key the request presented, once it proved valid (a sprayed guess is not a secret)."""
-    exchange = getattr(request, "exchange", None)
-    return presented_key(request) if exchange is not None and exchange.key is not None else None
+def _route(method: str, path: str) -> tuple[View, dict[str, str]] | ProxyError:
+    view = ROUTES.get((method, path))
+    if view is not None:
+        return view, {}
+    for (wanted, prefix), (view, argument) in PREFIXED.items():
+        if wanted == method and path.startswith(prefix) and len(path) > len(prefix):
+            return view, {argument: unquote(path[len(prefix) :])}
+    allowed = sorted({m for m, p in ROUTES if p == path} | {m for m, p in PREFIXED if path.startswith(p) and p != path})
+    if allowed:
+        allow = ", ".join(allowed)
+        return MethodNotAllowed(f"{method} is not allowed on {path}; use {allow}.", headers={"Allow": allow})
+    return NotFound(f"Unknown endpoint {method} {path}.", code="unknown_url")
 
 
 def _scrubbed(response: HttpResponseBase, presented: str | None) -> HttpResponseBase:
     """The response with every known secret replaced in its body and in the one header an upstream
-    chooses (`retry-after`). Streams scrub their own writes (gateway/proxy/pipeline.py),
-    where secrets split across chunks are caught too."""
+    chooses (`retry-after`). Streams scrub their own writes (gateway/proxy/pipeline.py), where
+    secrets split across chunks are caught too."""
     secrets = scrub.current().plus(presented)
     if not secrets:
         return response
@@ -70,104 +138,122 @@ def _scrubbed(response: HttpResponseBase, presented: str | None) -> HttpResponse
     return response
 
 
-@functools.lru_cache(maxsize=1024)
-def _resolve(path: str) -> ResolverMatch | None:
+def _valid_key(request: ProxyRequest) -> str | None:
+    """The virtual key the request presented, once it proved valid (a sprayed guess is not a secret)."""
+    exchange = request.exchange
+    return presented_key(request) if exchange is not None and exchange.key is not None else None  # type: ignore[arg-type]
+
+
+async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    limit = settings.PROXY_MAX_BODY_BYTES
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        if body := message.get("body"):
+            size += len(body)
+            if size > limit:
+                raise _BodyTooLarge()
+            parts.append(body)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _head(response: HttpResponseBase) -> dict[str, Any]:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+
+
+async def _send_response(
+    response: HttpResponseBase, send: Callable[[dict[str, Any]], Awaitable[None]], watch: _Watch | None = None
+) -> None:
+    """The response, straight to ASGI: its head, then its body (a stream's pieces as they come).
+    Django's response.close() is not called: it would fire request_finished, whose receivers are
+    synchronous (the proxy holds no database connection on this thread to close)."""
+    await send(_head(response))
+    if not isinstance(response, StreamingHttpResponse):
+        if watch is not None:
+            watch.ending = True
+        await send({"type": "http.response.body", "body": response.content, "more_body": False})
+        return
+    pieces = response._iterator  # our relay (an async generator of bytes): closed here, whatever happens
     try:
-        return get_resolver(settings.PROXY_URLCONF).resolve(path)
-    except Resolver404:
-        return None
+        async for piece in pieces:
+            if piece:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if watch is not None:
+            watch.ending = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await pieces.aclose()
 
 
-class ProxyHandler(ASGIHandler):
-    def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._respond)
-
-    async def _respond(self, request):  # type: ignore[no-untyped-def]
-        """Resolve (cached per path) and call the view. The /v1 views are async and return
-        responses themselves, so Django's view-middleware and template-response steps are skipped."""
-        request.urlconf = settings.PROXY_URLCONF
-        match = _resolve(request.path_info)
-        if match is None:
-            error = NotFound(f"Unknown endpoint {request.method} {request.path}.", code="unknown_url")
-            return _render(error, request.path)
-        request.resolver_match = match
-        response = await match.func(request, *match.args, **match.kwargs)
-        if response.status_code == 405 and not response.has_header("x-request-id"):  # ninja's wrong-method answer
-            allowed = response.get("Allow", "")
-            error = MethodNotAllowed(
-                f"{request.method} is not allowed on {request.path}; use {allowed or 'another method'}.",
-                headers={"Allow": allowed} if allowed else None,
-            )
-            return _render(error, request.path)
-        return response
-
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        await self.handle(scope, receive, send)
-
-    async def read_body(self, receive):  # type: ignore[no-untyped-def]
-        limit = settings.PROXY_MAX_BODY_BYTES
-        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115 - handed to the request
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                body_file.close()
-                raise RequestAborted()
-            if "body" in message:
-                size += len(message["body"])
-                if size > limit:
-                    body_file.close()
-                    raise _BodyTooLarge()
-                body_file.write(message["body"])
-            if not message.get("more_body", False):
-                break
-        body_file.seek(0)
-        return body_file
-
-    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+class ProxyHandler:
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         with logbuffer.serving():  # a shutdown's last flush waits for this request's row
             await self._handle(scope, receive, send)
 
-    async def _handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def _handle(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        path = scope["path"]
         try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
+            body = await _read_body(receive)
+        except _Disconnected:
             return
         except _BodyTooLarge:
             error = PayloadTooLarge(
                 f"The request body is larger than this gateway accepts ({settings.PROXY_MAX_BODY_BYTES} bytes)."
             )
-            await self.send_response(_render(error, scope["path"]), send)
+            await _send_response(_render(error, path), send)
             return
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
+        routed = _route(scope["method"], path)
+        if isinstance(routed, ProxyError):
+            await _send_response(_render(routed, path), send)
             return
-
-        async def process_request() -> None:
-            response = _scrubbed(await self._middleware_chain(request), _valid_key(request))
-            with contextlib.suppress(asyncio.CancelledError):  # client went away while we were sending
-                await self.send_response(response, send)
-
-        watcher = asyncio.create_task(self.listen_for_disconnect(receive))
-        worker = asyncio.create_task(process_request())
+        view, arguments = routed
+        request = ProxyRequest(scope, body)
+        current = asyncio.current_task()
+        assert current is not None
+        watch = _Watch(receive, current)
         try:
-            await asyncio.wait([watcher, worker], return_when=asyncio.FIRST_COMPLETED)
+            response = await view(request, **arguments)
+            if not isinstance(response, StreamingHttpResponse):
+                response = _scrubbed(response, _valid_key(request))
+            await _send_response(response, send, watch)
+        except asyncio.CancelledError:
+            if not watch.left:
+                raise  # the server is stopping: not ours to swallow
+            current.uncancel()  # the client went away; the request has recorded itself (499)
+        except Exception as exc:
+            logger.error("unexpected %s while serving %s", type(exc).__name__, path)
+            if not watch.left:
+                with contextlib.suppress(Exception):
+                    await _send_response(_render(InternalError("The gateway failed unexpectedly."), path), send)
         finally:
-            for task in (watcher, worker):
-                if not task.done():
-                    task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, RequestAborted):
-                    pass
-                except Exception as exc:
-                    logger.error("unexpected %s while serving %s", type(exc).__name__, scope.get("path"))
-                    if task is worker and not watcher.done():
-                        error = InternalError("The gateway failed unexpectedly.")
-                        await self.send_response(_render(error, scope["path"]), send)
-            body_file.close()
+            watch.stop()
+
+
+class _Watch:
+    """One task per request that waits for its client to disconnect and then cancels the request's
+    task (the body is read already, so the only message left to receive is the disconnect). Once
+    the response's last piece is being sent (`ending`), a disconnect is the end of the exchange,
+    not a client that left."""
+
+    __slots__ = ("ending", "left", "request", "task")
+
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]], request: asyncio.Task[Any]) -> None:
+        self.request = request
+        self.left = False
+        self.ending = False
+        self.task = asyncio.get_running_loop().create_task(self._run(receive))
+
+    async def _run(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.ending:
+            self.left = True
+            self.request.cancel()
+
+    def stop(self) -> None:
+        self.task.cancel()

@@ -4,7 +4,9 @@
 over), reserving its estimated tokens: the prompt's estimate plus its output limit for every
 choice (and a prediction's tokens). When a hard budget governs it, it also holds its worst-case
 cost (429 insufficient_quota when it does not fit): the prompt's bound and all that output at the
-highest prices. Both checks leave together (one Redis round trip, gateway/redis_scripts.py).
+highest prices. Far from every limit, both are answered in process from this process's slice of
+the window and lease of the budget (gateway/proxy/ratelimit.py, billing/budget.py); near one, both
+checks leave together in one Redis round trip (gateway/redis_scripts.py).
 
 `Admission.settle()` gives back what was held beyond what was used, once, shielded from
 cancellation: the token reservation corrected to the real usage, the stream slot, and the budget
@@ -127,6 +129,16 @@ class Admission:
         if not caps.caps:
             return None
         return caps, worst
+
+    def holding(self) -> bool:
+        """Whether settling has anything to give back: a budget hold, a stream slot, or tokens
+        counted against a tokens-per-minute limit (requests-per-minute counts stay as they are)."""
+        ticket = self.ticket
+        if self.settled:
+            return False
+        if self.reservation is not None:
+            return True
+        return ticket is not None and bool(ticket.holds_stream or ticket.limits.key_tpm or ticket.limits.project_tpm)
 
     async def settle(self, usage: Usage, cost: Decimal | None) -> None:
         """Settle what was held to what was used (see the module's docstring). Once."""
