@@ -376,12 +376,22 @@ def _lease_id() -> str:
     return _lease_owner[1]
 
 
-async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservation:
-    """Hold `amount` (the request's worst case) against every hard budget in `caps`, or refuse."""
+def reserve_locally(caps: Caps, *, request_id: str, amount: Decimal) -> Reservation | None:
+    """`reserve()` without a round trip when this process's leases hold the request; None when
+    Redis must decide. Never refuses."""
     held = micros(amount)
     scopes = tuple(cap.scope for cap in caps.caps)
     if _leases and _from_leases(caps.period, scopes, held):
         return Reservation(request_id, caps.period, scopes, held, leased=True)
+    return None
+
+
+async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservation:
+    """Hold `amount` (the request's worst case) against every hard budget in `caps`, or refuse."""
+    if (local := reserve_locally(caps, request_id=request_id, amount=amount)) is not None:
+        return local
+    held = micros(amount)
+    scopes = tuple(cap.scope for cap in caps.caps)
     now_ms = int(time.time() * 1000)
     keys = _keys(caps.period, scopes)
     group = tuple(keys[::3])
@@ -427,23 +437,34 @@ async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservatio
     return Reservation(request_id, caps.period, scopes, held, leased=int(reply[1]) == 1)
 
 
+def settle_locally(reservation: Reservation, *, cost: Decimal | None) -> bool:
+    """`settle()` without a round trip when the hold came from a lease (or was settled already);
+    False when Redis must take it (nothing changed then)."""
+    if reservation.settled:
+        return True
+    if not reservation.leased:
+        return False
+    reservation.settled = True
+    actual = micros(cost) if cost and cost > 0 else 0
+    keys = _keys(reservation.period, reservation.scopes)
+    for i in range(0, len(keys), 3):  # the lease's next flush carries it to Redis
+        lease = _leases.get(keys[i])
+        if lease is None:
+            continue  # forgotten (reset)
+        lease.held -= reservation.amount
+        lease.spent += actual
+        lease.free += reservation.amount - actual
+        _schedule_flush(lease)
+    return True
+
+
 async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
     """Replace the hold with what the request cost (None or zero: it cost nothing). Idempotent."""
-    if reservation.settled:
+    if settle_locally(reservation, cost=cost):
         return
     reservation.settled = True
     actual = micros(cost) if cost and cost > 0 else 0
     keys = _keys(reservation.period, reservation.scopes)
-    if reservation.leased:  # in process: the lease's next flush carries it to Redis
-        for i in range(0, len(keys), 3):
-            lease = _leases.get(keys[i])
-            if lease is None:
-                continue  # forgotten (reset)
-            lease.held -= reservation.amount
-            lease.spent += actual
-            lease.free += reservation.amount - actual
-            _schedule_flush(lease)
-        return
     try:
         await redis_scripts.run(_SETTLE, keys, [reservation.request_id, actual])
     except (TimeoutError, RedisError, OSError) as exc:

@@ -206,8 +206,11 @@ class Exchange:
             return
         self.released = True
         record = self.finish()
-        if self.admission is not None and self.admission.holding():
-            await _shielded(self.admission.settle(record.usage, record.cost))
+        admission = self.admission
+        if admission is None or not admission.holding():
+            return
+        if not admission.settle_locally(record.usage, record.cost):  # in process when it can be
+            await _shielded(admission.settle(record.usage, record.cost))
 
 
 _background: set[asyncio.Task[Any]] = set()  # kept referenced until done

@@ -169,18 +169,27 @@ _asking: set[tuple[str, ...]] = set()  # scope sets with a request for a slice u
 # --- the public API ---
 
 
-async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
-    """Count one request reserving `tokens` against every limit, or raise RateLimited and count nothing."""
+def acquire_locally(*, limits: Limits, tokens: int, stream: bool) -> Ticket | None:
+    """`acquire()` without a round trip when it needs none (no limit applies, or this process's
+    slices admit the request); None when Redis must decide. Never refuses."""
     if tokens < 0:
         raise ValueError("tokens must not be negative")
-    scopes = _scopes(limits)
     wants_slot = stream and limits.key_max_streams is not None
+    scopes = _scopes(limits)
     if not scopes and not wants_slot:
         return Ticket(limits=limits, tokens=tokens)
     if not wants_slot and _leases:
-        ticket = _from_leases(limits, scopes, tokens)
-        if ticket is not None:
-            return ticket
+        return _from_leases(limits, scopes, tokens)
+    return None
+
+
+async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
+    """Count one request reserving `tokens` against every limit, or raise RateLimited and count nothing."""
+    ticket = acquire_locally(limits=limits, tokens=tokens, stream=stream)
+    if ticket is not None:
+        return ticket
+    scopes = _scopes(limits)
+    wants_slot = stream and limits.key_max_streams is not None
     ticket_id = secrets.token_hex(8) if wants_slot else ""
     window_ms = _ms(limits.window_seconds)
     group = tuple(scope.redis_key for scope in scopes)
@@ -232,25 +241,37 @@ async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
     )
 
 
-async def adjust(ticket: Ticket, *, actual_tokens: int) -> None:
-    """Correct the token counters from the reservation to what the request really used."""
+def adjust_locally(ticket: Ticket, *, actual_tokens: int) -> bool:
+    """`adjust()` without a round trip when it needs none (nothing to correct, or this process's
+    slices take the correction); False when Redis must take it (nothing changed then)."""
     if actual_tokens < 0:
         raise ValueError("actual_tokens must not be negative")
     delta = actual_tokens - ticket.tokens
-    ticket.tokens = actual_tokens
     indexes = [i for i, scope in enumerate(ticket._scopes) if scope.tpm is not None]
     if delta == 0 or not indexes:
-        return
+        ticket.tokens = actual_tokens
+        return True
     leases = [_leases.get(ticket._scopes[i].redis_key) for i in indexes]
     if all(
         lease is not None and lease.start == ticket._starts[i] and (delta < 0 or lease.tokens >= delta)
         for i, lease in zip(indexes, leases, strict=True)
     ):  # the window's slice here takes the correction: tokens given back go back with it
+        ticket.tokens = actual_tokens
         for i, lease in zip(indexes, leases, strict=True):
             lease.tokens -= delta  # type: ignore[union-attr]
             ticket._tokens[i] = lease.used()[1]  # type: ignore[union-attr]
             _schedule_return(lease)  # type: ignore[arg-type]
+        return True
+    return False
+
+
+async def adjust(ticket: Ticket, *, actual_tokens: int) -> None:
+    """Correct the token counters from the reservation to what the request really used."""
+    if adjust_locally(ticket, actual_tokens=actual_tokens):
         return
+    delta = actual_tokens - ticket.tokens
+    ticket.tokens = actual_tokens
+    indexes = [i for i, scope in enumerate(ticket._scopes) if scope.tpm is not None]
     keys = [ticket._scopes[i].redis_key for i in indexes]
     args: list[int] = []
     for i in indexes:

@@ -74,11 +74,25 @@ class Admission:
         produced = limit * choices + extra_output
         tokens = prompt_estimate() + produced if rate.key_tpm or rate.project_tpm else produced
         hold = await self._budget_hold(model, prompt, produced)
+        local = ratelimit.acquire_locally(limits=rate, tokens=tokens, stream=stream)
         if hold is None:
-            self.ticket = await ratelimit.acquire(limits=rate, tokens=tokens, stream=stream)
+            self.ticket = local or await ratelimit.acquire(limits=rate, tokens=tokens, stream=stream)
             return
-        # The reservation's task is started first, so its script joins the rate limiter's.
         caps, worst = hold
+        if local is not None:  # admitted in process: only the budget may need a round trip
+            self.ticket = local
+            held = budget.reserve_locally(caps, request_id=self.request_id, amount=worst)
+            try:
+                self.reservation = held or await budget.reserve(caps, request_id=self.request_id, amount=worst)
+            except budget.BudgetExceeded as exc:  # `settle()` gives the ticket's tokens back
+                raise QuotaExceeded(str(exc)) from None
+            except budget.BudgetUnavailable as exc:
+                raise BudgetUnavailable(str(exc)) from None
+            if output is None:
+                body[output_field] = limit
+            return
+        # Both go to Redis: the reservation's task is started first, so its script joins the rate
+        # limiter's in one round trip.
         reserving = asyncio.ensure_future(budget.reserve(caps, request_id=self.request_id, amount=worst))
         try:
             self.ticket = await ratelimit.acquire(limits=rate, tokens=tokens, stream=stream)
@@ -140,8 +154,26 @@ class Admission:
             return True
         return ticket is not None and bool(ticket.holds_stream or ticket.limits.key_tpm or ticket.limits.project_tpm)
 
+    def settle_locally(self, usage: Usage, cost: Decimal | None) -> bool:
+        """Settle what can be settled with no round trip (holds taken from this process's slices
+        and leases); True when nothing is left for `settle()`."""
+        if self.settled:
+            return True
+        done = True
+        if self.reservation is not None and not budget.settle_locally(self.reservation, cost=cost):
+            done = False
+        ticket = self.ticket
+        if ticket is not None:
+            if not ratelimit.adjust_locally(ticket, actual_tokens=usage.input_tokens + usage.output_tokens):
+                done = False
+            if ticket.holds_stream:
+                done = False
+        self.settled = done
+        return done
+
     async def settle(self, usage: Usage, cost: Decimal | None) -> None:
-        """Settle what was held to what was used (see the module's docstring). Once."""
+        """Settle what was held to what was used (see the module's docstring). Once; what
+        `settle_locally()` did already is not done twice."""
         if self.settled:
             return
         self.settled = True
