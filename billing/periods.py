@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 
 
@@ -17,5 +18,6 @@ def next_period(period: date) -> date:
     return date(period.year + 1, 1, 1) if period.month == 12 else date(period.year, period.month + 1, 1)
 
 
+@functools.lru_cache(maxsize=64)  # on the hot path: every governed request names its month
 def label(period: date) -> str:
     return f"{period:%Y-%m}"
