@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from approvals import rules
 from approvals.models import AccessRequest, ApprovalRule, CreditRequest, RequestEvent
+from gateway.admin import display
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -73,8 +74,7 @@ class CreditRequestAdmin(ReadOnlyAdmin):
         "id",
         "requester",
         "project",
-        "amount",
-        "currency",
+        "amount_label",
         "state",
         "created_at",
         "decided_by",
@@ -85,6 +85,10 @@ class CreditRequestAdmin(ReadOnlyAdmin):
     list_select_related = ("requester", "project", "decided_by")
     date_hierarchy = "created_at"
     inlines = [CreditEventInline]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_label(self, credit: CreditRequest) -> str:
+        return display.money(credit.amount, currency_code=credit.currency)
 
 
 @admin.register(RequestEvent)

@@ -129,6 +129,7 @@ class LedgerEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.UniqueConstraint(
                 fields=["request_id"], condition=models.Q(kind="usage"), name="one_debit_per_request"

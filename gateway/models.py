@@ -358,6 +358,8 @@ class GuardrailPolicy(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "guardrail policy"
+        verbose_name_plural = "guardrail policies"
         constraints = [
             models.UniqueConstraint(
                 fields=["scope"], condition=models.Q(scope="organisation"), name="one_organisation_guardrail_policy"
@@ -429,6 +431,7 @@ class IdpRoleGrant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "IdP role grant"
         constraints = [
             models.UniqueConstraint(fields=["user", "role", "business_unit"], name="one_idp_grant_per_role_unit"),
             models.UniqueConstraint(

@@ -14,6 +14,7 @@ cached keys and models changed. Three rules hold throughout:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -22,18 +23,18 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
 from django.contrib.auth import get_permission_codename
 from django.db import models as db
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from gateway import guardrail_policy, health_state, identity, log_bodies, services
+from gateway import guardrail_policy, health_state, identity, log_bodies, selectors, services
+from gateway.admin import action_forms, display, index, pages, widgets
 from gateway.errors import ValidationFailed
 from gateway.models import (
     AdminToken,
@@ -51,6 +52,7 @@ from gateway.models import (
 
 admin.site.site_header = "Symbiosis Gateway"
 admin.site.site_title = "Symbiosis Gateway admin"
+index.install(admin.site)  # the index and the sidebar grouped by task (gateway/admin/index.py)
 
 # Per-request state between the steps of one admin view (never on the shared ModelAdmin instance).
 _service_errors: WeakKeyDictionary[HttpRequest, ValidationFailed] = WeakKeyDictionary()
@@ -88,10 +90,27 @@ class ServiceForm(forms.ModelForm):
         return cleaned_data
 
 
+# Labels in plain words where a column's name is an abbreviation (the columns keep their names).
+FIELD_LABELS = {
+    "rpm_limit": "Requests per minute",
+    "tpm_limit": "Tokens per minute",
+    "max_streams": "Concurrent streams",
+    "base_url": "Base URL",
+    "api_version": "API version",
+    "webhook_url": "Webhook URL",
+}
+
+
 class ServiceAdmin(admin.ModelAdmin):
     """A ModelAdmin whose subclasses save and delete through gateway.services."""
 
     form = ServiceForm
+
+    def formfield_for_dbfield(self, db_field: db.Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in FIELD_LABELS:
+            field.label = FIELD_LABELS[db_field.name]
+        return field
 
     @csrf_protect_m
     def changeform_view(
@@ -183,6 +202,13 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ("created_at",)
     autocomplete_fields = ("user",)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        # Each row's title names its user and project: fetched with the rows, not one by one.
+        return super().get_queryset(request).select_related("user", "project")
+
+
+LATEST_REQUESTS = 10  # on a project's page
+
 
 @admin.register(Project)
 class ProjectAdmin(ServiceAdmin):
@@ -215,6 +241,47 @@ class ProjectAdmin(ServiceAdmin):
     @admin.display(description="log bodies in force")
     def effective_log_bodies(self, project: Project) -> str:
         return log_bodies.effective(project.log_bodies)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        project = self.get_object(request, object_id)
+        if project is not None and request.method == "GET":
+            extra_context = {**(extra_context or {}), **self.overview_context(request, project)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def overview_context(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+        """The project at a glance, above its form: its keys (each with its actions, by the
+        viewer's permissions), its members and its latest requests. billing/admin.py adds its money."""
+        key_opts = VirtualKey._meta
+        may_change_keys = _may_change(request, key_opts)
+        latest = list(
+            RequestLog.objects.filter(project=project)
+            .defer("request_body", "response_body")
+            .order_by("-created_at", "-id")[:LATEST_REQUESTS]
+        )
+        return {
+            "overview": {
+                "keys": selectors.project_keys(project=project),
+                "members": list(project.memberships.select_related("user").order_by("role", "user__username")),
+                "latest": [
+                    {
+                        "row": row,
+                        "when": timezone.localtime(row.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                        "tokens": display.tokens(row.input_tokens, row.output_tokens, estimated=row.usage_estimated),
+                        "latency": display.duration_ms(row.latency_ms),
+                        "cost": display.money(row.cost),
+                    }
+                    for row in latest
+                ],
+                "may_change_keys": may_change_keys,
+                "may_rotate_keys": may_change_keys
+                and request.user.has_perm(f"gateway.{get_permission_codename('add', key_opts)}"),
+                "keys_url": f"{reverse('admin:gateway_virtualkey_changelist')}?project__id__exact={project.pk}",
+                "add_key_url": f"{reverse('admin:gateway_virtualkey_add')}?project={project.pk}",
+                "logs_url": f"{reverse('admin:gateway_requestlog_changelist')}?project_id={project.pk}",
+            }
+        }
 
     def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm, change: bool) -> None:
         allowed = [model.name for model in form.cleaned_data["allowed_models"]]
@@ -357,27 +424,31 @@ class ProviderAdmin(ServiceAdmin):
 # --- models and their deployments ---
 
 
-class DeploymentInline(admin.TabularInline):
+class DeploymentInline(admin.StackedInline):
+    """Stacked, a deployment to a block of short rows: as a table its thirteen columns were
+    2,714 px wide. Timeouts, rarely set, are folded away."""
+
     model = Deployment
     extra = 0
     min_num = 1
-    fields = (
-        "provider",
-        "upstream_model",
-        "weight",
-        "priority",
-        "enabled",
-        "connect_timeout",
-        "first_token_timeout",
-        "idle_timeout",
-        "total_timeout",
-        "input_price",
-        "output_price",
-        "cached_input_price",
-        "health",
-    )
     readonly_fields = ("health",)
     autocomplete_fields = ("provider",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+        return [
+            (None, {"fields": (("provider", "upstream_model"), ("weight", "priority", "enabled"), "health")}),
+            (
+                f"Prices per million tokens ({display.currency()})",
+                {"fields": (("input_price", "output_price", "cached_input_price"),)},
+            ),
+            (
+                "Timeouts (seconds)",
+                {
+                    "classes": ("collapse",),
+                    "fields": (("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout"),),
+                },
+            ),
+        ]
 
     @admin.display(description="health")
     def health(self, deployment: Deployment) -> str:
@@ -393,9 +464,26 @@ class DeploymentInline(admin.TabularInline):
         return super().get_formset(request, obj, **kwargs)
 
 
+_HEALTH_ORDER = {"healthy": 0, "degraded": 1, "half_open": 1, "open": 2}
+
+
+class PublicModelForm(ServiceForm):
+    fallbacks = widgets.OrderedNamesField(
+        required=False,
+        help_text="Models to try, in this order, when every deployment of this one fails.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        others = [(name, name) for name in Model.objects.exclude(pk=self.instance.pk).values_list("name", flat=True)]
+        stored = len(self.instance.fallbacks or []) if self.instance.pk else 0
+        self.fields["fallbacks"].widget.set_choices(others, slots=max(3, stored + 1))
+
+
 @admin.register(Model)
 class PublicModelAdmin(ServiceAdmin):
-    list_display = ("name", "enabled", "context_window", "deployment_count", "created_at")
+    form = PublicModelForm
+    list_display = ("name", "enabled", "context_window", "deployment_count", "health_label", "created_at")
     list_filter = ("enabled", ("deployments__provider", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "description", "deployments__upstream_model")
     readonly_fields = ("created_at",)
@@ -406,11 +494,35 @@ class PublicModelAdmin(ServiceAdmin):
         return ("created_at",) if obj is None else ("name", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
-        return super().get_queryset(request).annotate(deployment_count=_count(Deployment.objects.all(), fk="model"))
+        rows = super().get_queryset(request).annotate(deployment_count=_count(Deployment.objects.all(), fk="model"))
+        if request.resolver_match and request.resolver_match.url_name == "gateway_model_changelist":
+            # The health column: each row's deployment ids in one query (their health is in the cache).
+            rows = rows.prefetch_related(Prefetch("deployments", queryset=Deployment.objects.only("id", "model_id")))
+        return rows
 
     @admin.display(description="deployments", ordering="deployment_count")
     def deployment_count(self, model: Model) -> int:
         return model.deployment_count  # type: ignore[attr-defined]
+
+    @admin.display(description="health (circuit)")
+    def health_label(self, model: Model) -> str:
+        """The worst state among the model's deployments, as the proxies last published it
+        (gateway/proxy/breaker.py): healthy, degraded (failed recently) or open (taken out)."""
+        ids = [deployment.pk for deployment in model.deployments.all()]
+        if not ids:
+            return "—"
+        states = [record["state"] for record in health_state.deployment_health(deployment_ids=ids).values()]
+        worst = max(states, key=lambda state: _HEALTH_ORDER.get(state, 1))
+        healthy = states.count("healthy")
+        details = ", ".join(f"#{i}: {state}" for i, state in zip(ids, states, strict=True))
+        return format_html(
+            '<span class="cockpit-status {}" title="{}">{}</span> {}/{} healthy',
+            worst,
+            details,
+            worst,
+            healthy,
+            len(ids),
+        )
 
     def save_model(self, request: HttpRequest, obj: Model, form: forms.ModelForm, change: bool) -> None:
         """Saved in save_related: the service takes the model and its deployments together."""
@@ -490,9 +602,20 @@ class KeyStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _limits(key: VirtualKey) -> dict[str, int | None]:
+    return {"rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit, "max_streams": key.max_streams}
+
+
+def _key_details(key: VirtualKey) -> list[tuple[str, Any]]:
+    expires = timezone.localtime(key.expires_at).strftime("%Y-%m-%d %H:%M") if key.expires_at else "never"
+    return [("Project", key.project), ("Prefix", f"{key.prefix}…"), ("Expires", expires)]
+
+
 @admin.register(VirtualKey)
 class VirtualKeyAdmin(ServiceAdmin):
-    """Keys are issued here and then only viewed, revoked or deleted (no service edits a key)."""
+    """Keys are issued here. Their change form stays read-only (a key's project, name and models are
+    fixed); its page offers what services.set_key_limits, rotate_key and revoke_key do, each on
+    its own page (pages.action_page) with its own permission."""
 
     list_display = ("name", "prefix", "project", "status", "expires_at", "created_at", "revoked_at")
     list_filter = (
@@ -510,17 +633,8 @@ class VirtualKeyAdmin(ServiceAdmin):
         limits = ("rpm_limit", "tpm_limit", "max_streams")
         if obj is None:
             return ("project", "name", "allowed_models", "expires_at", *limits)
-        return (
-            "name",
-            "project",
-            "prefix",
-            "created_by",
-            "allowed_models",
-            "expires_at",
-            *limits,
-            "created_at",
-            "revoked_at",
-        )
+        # An issued key's limits are in the panel above its form (templates/admin/gateway/virtualkey/).
+        return ("name", "project", "prefix", "created_by", "allowed_models", "expires_at", "created_at", "revoked_at")
 
     def has_change_permission(self, request: HttpRequest, obj: VirtualKey | None = None) -> bool:
         return obj is None and super().has_change_permission(request)
@@ -554,22 +668,112 @@ class VirtualKeyAdmin(ServiceAdmin):
         """The service saved the key's models in save_model."""
 
     def response_add(self, request: HttpRequest, obj: VirtualKey, post_url_continue: str | None = None) -> HttpResponse:
-        """Show the secret on the response itself, never through the messages framework (whose
-        cookie or session would keep a copy), and never cache that page."""
+        """Show the secret on the response itself (pages.secret_page), never cached."""
         secret = _issued_secrets.pop(request, None)
         if secret is None:
             return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "key": obj,
-            "secret": secret,
-            "change_url": reverse("admin:gateway_virtualkey_change", args=[obj.pk]),
-            "list_url": reverse("admin:gateway_virtualkey_changelist"),
-        }
-        response = TemplateResponse(request, "admin/gateway/virtualkey/issued.html", context)
-        add_never_cache_headers(response)
-        return response
+        return pages.secret_page(request, self, key=obj, secret=secret, title="Key issued")
+
+    # --- the key's page: its limits, and revoking and rotating it (each a POST after a confirmation) ---
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/limits/", wrap(self.limits_view), name="gateway_virtualkey_limits"),
+            path("<path:object_id>/revoke/", wrap(self.revoke_view), name="gateway_virtualkey_revoke"),
+            path("<path:object_id>/rotate/", wrap(self.rotate_view), name="gateway_virtualkey_rotate"),
+            *super().get_urls(),
+        ]
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        """Rotating issues a new key and shortens the old one's life: both rights are needed."""
+        return self.has_add_permission(request) and _may_change(request, self.opts)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        key = self.get_object(request, object_id)
+        if key is not None and request.method == "GET":
+            may_change = _may_change(request, self.opts)
+            extra_context = {
+                **(extra_context or {}),
+                "key_status": self.status(key),
+                "may_change": may_change,
+                "may_rotate": self.has_rotate_permission(request),
+                "limits_form": action_forms.KeyLimitsForm(initial=_limits(key)) if may_change else None,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def limits_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Edit a key's limits through services.set_key_limits (what PATCH /api/v1/keys/{id} calls)."""
+        pages.require(_may_change(request, self.opts))
+        key = pages.object_or_404(self, request, object_id)
+        form = action_forms.KeyLimitsForm(request.POST or None, initial=_limits(key))
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.set_key_limits(key=key, **form.cleaned_data)
+            except ValidationFailed as exc:
+                action_forms.add_service_error(form, exc)
+            else:
+                self.log_change(request, key, f"Limits set: {_limits(key)}.")
+                self.message_user(request, f"The limits of {key} were saved.", messages.SUCCESS)
+                return HttpResponseRedirect(pages.change_url(key))
+        return pages.action_page(
+            request, self, key, title="Edit limits", form=form, submit="Save limits", details=_key_details(key)
+        )
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        pages.require(self.has_revoke_permission(request))
+        key = pages.object_or_404(self, request, object_id)
+        form = action_forms.ConfirmForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            services.revoke_key(key=key)
+            self.log_change(request, key, "Revoked.")
+            self.message_user(request, f"{key} is revoked: it stops working within seconds.", messages.SUCCESS)
+            return HttpResponseRedirect(pages.change_url(key))
+        return pages.action_page(
+            request,
+            self,
+            key,
+            title="Revoke key",
+            form=form,
+            submit="Yes, revoke this key",
+            intro="Every request with this key is refused within seconds. A revoked key cannot be restored.",
+            danger=True,
+            details=_key_details(key),
+        )
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Issue a replacement (services.rotate_key) and show its secret once."""
+        pages.require(self.has_rotate_permission(request))
+        key = pages.object_or_404(self, request, object_id)
+        form = action_forms.RotateKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.rotate_key(
+                    key=key, grace=timedelta(days=form.cleaned_data["grace_days"]), created_by=request.user
+                )
+            except ValidationFailed as exc:
+                action_forms.add_service_error(form, exc, fields={"grace": "grace_days"})
+            else:
+                self.log_change(request, key, f"Rotated: replaced by {issued.key}.")
+                self.log_addition(request, issued.key, f"Issued to replace {key}.")
+                ends = timezone.localtime(key.expires_at).strftime("%Y-%m-%d %H:%M") if key.expires_at else "—"
+                note = f"The old key ({key.prefix}…) keeps working until {ends}."
+                return pages.secret_page(
+                    request, self, key=issued.key, secret=issued.secret, title="Key rotated", note=note
+                )
+        return pages.action_page(
+            request,
+            self,
+            key,
+            title="Rotate key",
+            form=form,
+            submit="Rotate: issue a new key",
+            intro="A new key with the same name, models, limits and expiry is issued and shown once; "
+            "the old one keeps working for the grace period, then expires.",
+            details=_key_details(key),
+        )
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[VirtualKey]) -> None:
@@ -647,21 +851,20 @@ class AdminTokenAdmin(admin.ModelAdmin):
 
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
+    """An audit record: no one adds, changes or deletes a row here (the retention purge does)."""
+
+    # Eight short columns fit a 1,024 px screen beside the filters; the rest is on the row's page.
     list_display = (
-        "created_at",
-        "request_id",
+        "when",
         "project",
         "key_prefix",
-        "model",
-        "answered_model",
-        "provider",
-        "status_code",
-        "input_tokens",
-        "output_tokens",
-        "usage_estimated",
-        "latency_ms",
-        "stream",
+        "model_label",
+        "status_label",
+        "tokens_label",
+        "latency_label",
+        "cost_label",
     )
+    list_display_links = ("when",)
     list_filter = ("status_code", "stream", "usage_estimated", "endpoint", "bodies")
     search_fields = ("request_id", "model", "key_prefix", "error_code")
     date_hierarchy = "created_at"
@@ -670,21 +873,21 @@ class RequestLogAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("request_id", "created_at", "endpoint", "status_code", "error_code", "stream")}),
         ("Who", {"fields": ("project", "key", "key_prefix", "member", "user_agent")}),
-        ("Route", {"fields": ("model", "answered_model", "deployment", "provider", "attempts")}),
+        ("Route", {"fields": ("model", "answered_model", "deployment", "provider", "attempts_pretty")}),
         (
             "Usage and timing",
             {
                 "fields": (
                     ("input_tokens", "output_tokens", "cached_tokens", "usage_estimated"),
-                    "cost",
-                    ("latency_ms", "ttft_ms"),
+                    "cost_label",
+                    ("latency_label", "ttft_label"),
                 )
             },
         ),
-        ("Guardrails", {"fields": ("guardrails",)}),
+        ("Guardrails", {"fields": ("guardrails_pretty",)}),
         (
             "Bodies (as the project's policy kept them)",
-            {"fields": ("bodies", "bodies_truncated", "request_body", "response_body")},
+            {"fields": ("bodies", "bodies_truncated", "request_body_pretty", "response_body_pretty")},
         ),
     )
 
@@ -700,14 +903,89 @@ class RequestLogAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False
+
+    @admin.display(description="when", ordering="created_at")
+    def when(self, row: RequestLog) -> str:
+        return timezone.localtime(row.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="model", ordering="model")
+    def model_label(self, row: RequestLog) -> str:
+        """The model asked for, and the one that answered when a fallback did."""
+        if row.answered_model and row.answered_model != row.model:
+            return f"{row.model} → {row.answered_model}"
+        return row.model or "—"
+
+    @admin.display(description="status", ordering="status_code")
+    def status_label(self, row: RequestLog) -> str:
+        kind = "ok" if row.status_code < 400 else "client" if row.status_code < 500 else "server"
+        title = row.error_code or ("stream" if row.stream else "")
+        return format_html('<span class="cockpit-status {}" title="{}">{}</span>', kind, title, row.status_code)
+
+    @admin.display(description="tokens in → out")
+    def tokens_label(self, row: RequestLog) -> str:
+        return display.tokens(row.input_tokens, row.output_tokens, estimated=row.usage_estimated)
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency_label(self, row: RequestLog) -> str:
+        return display.duration_ms(row.latency_ms)
+
+    @admin.display(description="time to first token")
+    def ttft_label(self, row: RequestLog) -> str:
+        return display.duration_ms(row.ttft_ms)
+
+    @admin.display(description="cost", ordering="cost")
+    def cost_label(self, row: RequestLog) -> str:
+        return display.money(row.cost)
+
+    @admin.display(description="failed attempts")
+    def attempts_pretty(self, row: RequestLog) -> str:
+        return display.pretty_json(row.attempts)
+
+    @admin.display(description="verdicts")
+    def guardrails_pretty(self, row: RequestLog) -> str:
+        return display.pretty_json(row.guardrails)
+
+    @admin.display(description="request body")
+    def request_body_pretty(self, row: RequestLog) -> str:
+        return display.pretty_json(row.request_body)
+
+    @admin.display(description="response body")
+    def response_body_pretty(self, row: RequestLog) -> str:
+        return display.pretty_json(row.response_body)
+
 
 # --- guardrail policies ---
+
+
+class GuardrailPolicyForm(ServiceForm):
+    """Checks as a table of check x action, deny lists one term a line (gateway/admin/widgets.py);
+    services.set_guardrail_policy validates them as it does for the management API."""
+
+    input = widgets.CheckActionsField(
+        checks=guardrail_policy.INPUT_CHECKS,
+        actions=guardrail_policy.ACTIONS,
+        unavailable=frozenset((check, "redact") for check in ("prompt_injection", "classifier")),
+        help_text="What each check does on the way in. —: not set (the organisation's floor applies).",
+    )
+    output = widgets.CheckActionsField(
+        checks=guardrail_policy.OUTPUT_CHECKS,
+        actions=guardrail_policy.ACTIONS,
+        help_text="What each check does to answers (held back while streamed).",
+    )
+    denylist = widgets.LinesField(help_text='One term a line, or "re:" followed by a regular expression.')
+    denied_betas = widgets.LinesField(
+        help_text='Anthropic betas requests may not turn on, one a line; "web-search-*" denies each that begins so.'
+    )
 
 
 @admin.register(GuardrailPolicy)
 class GuardrailPolicyAdmin(ServiceAdmin):
     """The organisation's floor (one row, no project) and projects' own policies. Saved through
     gateway.services, which validates them (actions, deny-list patterns) and tells the proxies."""
+
+    form = GuardrailPolicyForm
 
     list_display = ("__str__", "scope", "restore_redactions", "max_input_tokens", "updated_at")
     list_filter = ("scope",)
