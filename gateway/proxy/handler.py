@@ -61,7 +61,7 @@ class ProxyRequest:
     """What the /v1 views read of a request, made from the ASGI scope (a duck-typed subset of
     Django's HttpRequest, so the same views serve Django's test client and WSGI through ninja)."""
 
-    __slots__ = ("__dict__", "body", "exchange", "method", "path", "path_info", "scope")
+    __slots__ = ("__dict__", "body", "exchange", "extra_headers", "method", "path", "path_info", "scope")
 
     def __init__(self, scope: dict[str, Any], body: bytes) -> None:
         self.scope = scope
@@ -70,6 +70,7 @@ class ProxyRequest:
         self.path: str = scope["path"]
         self.path_info = self.path
         self.exchange: Any = None
+        self.extra_headers: dict[str, str] = {}  # headers the pipeline adds as they are (rate limits)
 
     @functools.cached_property
     def META(self) -> dict[str, Any]:
@@ -161,18 +162,28 @@ async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _head(response: HttpResponseBase) -> dict[str, Any]:
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+def _head(response: HttpResponseBase, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """The response's status and headers, and `extra` headers it does not set itself."""
+    headers = []
+    names = set()
+    for name, value in response.items():
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        names.add(name.lower())
+    if extra:
+        headers += [(name.encode(), value.encode()) for name, value in extra.items() if name.lower() not in names]
     return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
 async def _send_response(
-    response: HttpResponseBase, send: Callable[[dict[str, Any]], Awaitable[None]], watch: _Watch | None = None
+    response: HttpResponseBase,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    watch: _Watch | None = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """The response, straight to ASGI: its head, then its body (a stream's pieces as they come).
     Django's response.close() is not called: it would fire request_finished, whose receivers are
     synchronous (the proxy holds no database connection on this thread to close)."""
-    await send(_head(response))
+    await send(_head(response, extra))
     if not isinstance(response, StreamingHttpResponse):
         if watch is not None:
             watch.ending = True
@@ -220,7 +231,7 @@ class ProxyHandler:
             response = await view(request, **arguments)
             if not isinstance(response, StreamingHttpResponse):
                 response = _scrubbed(response, _valid_key(request))
-            await _send_response(response, send, watch)
+            await _send_response(response, send, watch, request.extra_headers)
         except asyncio.CancelledError:
             if not watch.left:
                 raise  # the server is stopping: not ours to swallow

@@ -60,7 +60,7 @@ async def serve(request: HttpRequest, dialect: Dialect, run: Run | None = None) 
         if exchange.usage is None and isinstance(exc, UnreadableAnswer):
             exchange.usage = openai_usage(exc.usage)  # answered and billed, though not passed on
         await exchange.release()
-        return _with_limits(dialect.error_response(exc, exchange.request_id), exchange)
+        return _with_limits(request, dialect.error_response(exc, exchange.request_id), exchange)
     except asyncio.CancelledError:  # the client went away (or the server is stopping)
         if not exchange.error_code:
             exchange.failed(499, "client_disconnected")
@@ -77,14 +77,24 @@ async def serve(request: HttpRequest, dialect: Dialect, run: Run | None = None) 
         exchange.failed(error.status, error.code)
         await exchange.release()
         return dialect.error_response(error, exchange.request_id)
-    _with_limits(response, exchange)
+    _with_limits(request, response, exchange)
     if not isinstance(response, StreamingHttpResponse):  # a stream's relay settles at its end
         await exchange.release()
     return response
 
 
-def _with_limits(response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
-    for name, value in exchange.limit_headers().items():
+def _with_limits(request: HttpRequest, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
+    """The x-ratelimit-* headers of the limits that apply, unless the response has its own (a
+    refusal's). The lean handler takes them as they are (`extra_headers`, added when it writes
+    the head) instead of through Django's header validation: they are digits and durations."""
+    headers = exchange.limit_headers()
+    if not headers:
+        return response
+    extra = getattr(request, "extra_headers", None)
+    if extra is not None:
+        extra.update(headers)
+        return response
+    for name, value in headers.items():
         response.setdefault(name, value)
     return response
 

@@ -529,16 +529,23 @@ def _headers(
     scopes: tuple[_Scope, ...], requests: list[int], counted: list[int], resets: list[float]
 ) -> dict[str, str]:
     headers: dict[str, str] = {}
+    if not scopes:
+        return headers
     clock = time.monotonic()
-    for kind, attr, used in (("requests", "rpm", requests), ("tokens", "tpm", counted)):
-        # The tightest limit: the fewest remaining; on a tie, the one that resets last.
-        candidates = [
-            (getattr(scope, attr) - used[i], -resets[i], getattr(scope, attr))
-            for i, scope in enumerate(scopes)
-            if getattr(scope, attr) is not None
-        ]
-        if candidates:
-            remaining, reset, limit = min(candidates)
+    # The tightest limit: the fewest remaining; on a tie, the one that resets last.
+    tightest_requests = tightest_tokens = None
+    for i, scope in enumerate(scopes):
+        if scope.rpm is not None:
+            candidate = (scope.rpm - requests[i], -resets[i], scope.rpm)
+            if tightest_requests is None or candidate < tightest_requests:
+                tightest_requests = candidate
+        if scope.tpm is not None:
+            candidate = (scope.tpm - counted[i], -resets[i], scope.tpm)
+            if tightest_tokens is None or candidate < tightest_tokens:
+                tightest_tokens = candidate
+    for kind, tightest in (("requests", tightest_requests), ("tokens", tightest_tokens)):
+        if tightest is not None:
+            remaining, reset, limit = tightest
             headers[f"x-ratelimit-limit-{kind}"] = str(limit)
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
             headers[f"x-ratelimit-reset-{kind}"] = _duration(-reset - clock)
