@@ -116,7 +116,9 @@ class LedgerEntry(models.Model):
         "gateway.VirtualKey", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
     key_prefix = models.CharField(max_length=20, blank=True)
-    request_id = models.CharField(max_length=40, blank=True, help_text="Usage: the request log row it pays for.")
+    request_id = models.CharField(
+        "request ID", max_length=40, blank=True, help_text="Usage: the request log row it pays for."
+    )
     model = models.CharField(max_length=128, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)

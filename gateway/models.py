@@ -235,7 +235,7 @@ class RequestLog(models.Model):
     projects and deployments carry no database constraint: the log outlives what it refers to.
     """
 
-    request_id = models.CharField(max_length=40, unique=True)
+    request_id = models.CharField("request ID", max_length=40, unique=True)
     created_at = models.DateTimeField(db_index=True)
     endpoint = models.CharField(max_length=40)
     key = models.ForeignKey(
@@ -260,7 +260,7 @@ class RequestLog(models.Model):
     )
     provider = models.CharField(max_length=120, blank=True)
     attempts = models.JSONField(default=list, blank=True, help_text="Failed upstream attempts before the answer.")
-    status_code = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField("HTTP status")
     error_code = models.CharField(max_length=60, blank=True)
     stream = models.BooleanField(default=False)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -270,8 +270,8 @@ class RequestLog(models.Model):
     cost = models.DecimalField(
         max_digits=16, decimal_places=8, null=True, blank=True, help_text="Empty: the deployment has no price."
     )
-    latency_ms = models.FloatField(default=0.0)
-    ttft_ms = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField("latency (ms)", default=0.0)
+    ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     guardrails = models.JSONField(default=list, blank=True, help_text="Guardrail verdicts: check, action, where.")
     bodies = models.CharField(max_length=10, choices=LogBodies.choices, default=LogBodies.METADATA)
