@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
+from gateway import scrub
 from gateway.proxy import limits
 from gateway.proxy.adapters import ChatStream
 from gateway.proxy.errors import ProxyError
@@ -27,6 +29,8 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.router import Routed
 from gateway.proxy.stages.screening import Screening
 from gateway.selectors import KeySnapshot, ModelSnapshot
+
+R = TypeVar("R", bound=HttpResponseBase)
 
 
 @dataclass(slots=True)
@@ -85,9 +89,15 @@ class Dialect(Protocol):
 
     async def open(self, call: Call, key: KeySnapshot, model: ModelSnapshot, routed: Routed) -> Opened: ...
 
-    def encoder(self, call: Call, opened: Opened, exchange: Exchange, public_name: str) -> StreamEncoder: ...
+    def encoder(
+        self, call: Call, opened: Opened, exchange: Exchange, public_name: str, secrets: scrub.Secrets
+    ) -> StreamEncoder: ...
 
     def stream_headers(self, opened: Opened) -> dict[str, str]: ...
+
+    def identify(self, response: R, request_id: str) -> R:
+        """The response with the request id where the client's SDK looks for it."""
+        ...
 
 
 def name_of(value: Any) -> str:
