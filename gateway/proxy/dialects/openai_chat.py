@@ -51,8 +51,9 @@ def json_response(data: Any, request_id: str, status: int = 200) -> HttpResponse
     return response
 
 
-class OpenAIChat:
-    endpoint = "chat/completions"
+class OpenAIErrors:
+    """OpenAI's error object, and the request id where OpenAI's SDKs look for it (`x-request-id`):
+    every OpenAI-shaped dialect's."""
 
     def error_response(self, exc: ProxyError, request_id: str) -> HttpResponse:
         return exc.response(request_id)
@@ -60,6 +61,10 @@ class OpenAIChat:
     def identify(self, response: HttpResponse, request_id: str) -> HttpResponse:
         response["x-request-id"] = request_id
         return response
+
+
+class OpenAIChat(OpenAIErrors):
+    endpoint = "chat/completions"
 
     def parse(self, request: HttpRequest, key: KeySnapshot, exchange: Exchange) -> Call:
         body = parse.json_object(request)

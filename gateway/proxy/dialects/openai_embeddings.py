@@ -12,8 +12,7 @@ from gateway import scrub
 from gateway.proxy import limits, router
 from gateway.proxy import request as parse
 from gateway.proxy.dialects import Call, Opened, name_of
-from gateway.proxy.dialects.openai_chat import json_response
-from gateway.proxy.errors import ProxyError
+from gateway.proxy.dialects.openai_chat import OpenAIErrors, json_response
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.router import Routed
 from gateway.proxy.stages.screening import Screening
@@ -21,15 +20,8 @@ from gateway.proxy.stages.usage import openai_usage
 from gateway.selectors import KeySnapshot, ModelSnapshot
 
 
-class OpenAIEmbeddings:
+class OpenAIEmbeddings(OpenAIErrors):
     endpoint = "embeddings"
-
-    def error_response(self, exc: ProxyError, request_id: str) -> HttpResponse:
-        return exc.response(request_id)
-
-    def identify(self, response: HttpResponse, request_id: str) -> HttpResponse:
-        response["x-request-id"] = request_id
-        return response
 
     def parse(self, request: HttpRequest, key: KeySnapshot, exchange: Exchange) -> Call:
         body = parse.json_object(request)
