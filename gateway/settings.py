@@ -308,8 +308,10 @@ RATELIMIT_REDIS_TIMEOUT = env_float("RATELIMIT_REDIS_TIMEOUT", 1.0)
 # GOVERNANCE_LEASE_SECONDS. Off: every governed request asks Redis.
 GOVERNANCE_LEASES = env_bool("GOVERNANCE_LEASES", True)
 # Allocations between two collections of the garbage collector's youngest generation (Python's
-# default: 700); the heap imported at start-up is frozen out of its reach (gateway/asgi.py).
-GC_THRESHOLD = (env_int("GC_THRESHOLD", 20_000, minimum=100), 20, 20)
+# default: 700); the heap imported at start-up is frozen out of its reach (gateway/asgi.py). The
+# oldest generation is collected every 2nd collection of the middle one (Python's: 10th), so the
+# cycles a finished stream leaves are freed within a round of streams, not kept (and grown).
+GC_THRESHOLD = (env_int("GC_THRESHOLD", 20_000, minimum=100), 10, 2)
 GOVERNANCE_LEASE_SECONDS = env_float("GOVERNANCE_LEASE_SECONDS", 0.5)
 # Request logs: buffered per process, written in batches (gateway/proxy/logbuffer.py)
 LOG_FLUSH_INTERVAL = env_float("LOG_FLUSH_INTERVAL", 1.0)

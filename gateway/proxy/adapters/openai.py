@@ -90,15 +90,19 @@ class OpenAIStream:
         # Chunks already received and waiting to be yielded: a relay that sees more waiting can
         # send them together, in one write, as they arrived in one read.
         self.buffered = 0
+        # The chunk last yielded and the bytes it was read from: a relay that changes nothing but
+        # the model name can pass those bytes on instead of encoding the chunk again.
+        self.last: tuple[dict, bytes] | None = None
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         async for batch in self._batches():
             self.buffered = len(batch)
-            for chunk in batch:
+            for last in batch:
                 self.buffered -= 1
-                yield chunk
+                self.last = last
+                yield last[0]
 
-    async def _batches(self) -> AsyncIterator[list[dict]]:
+    async def _batches(self) -> AsyncIterator[list[tuple[dict, bytes]]]:
         done = False
         with mid_stream_failures():
             async for payloads in data_batches(
@@ -110,7 +114,7 @@ class OpenAIStream:
                         if data == b"[DONE]":
                             done = True
                             break
-                        batch.append(_chunk(data))
+                        batch.append((_chunk(data), data))
                 except UpstreamError:
                     if batch:
                         yield batch  # what came before the bad event still reaches the client

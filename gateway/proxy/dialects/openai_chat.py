@@ -123,6 +123,7 @@ class OpenAIChat(OpenAIErrors):
             public_name=public_name,
             wants_usage=call.options["stream_options"].get("include_usage") is True,
             template={k: opened.first[k] for k in ("id", "object", "created") if k in opened.first},
+            upstream=opened.upstream,
         )
 
     def stream_headers(self, opened: Opened) -> dict[str, str]:
@@ -165,6 +166,10 @@ class _SplitSecrets:
                 self._release(index, choices[index])
         return [choice for choice in choices.values() if choice["delta"]]
 
+    def content(self, index: int, text: str) -> str:
+        """A choice's content text, scrubbed (held in part if it may begin a secret)."""
+        return self._feed((index, "content", 0), text)
+
     def _feed(self, key: tuple[int, str, int], text: str) -> str:
         window = self.windows.get(key)
         if window is None:
@@ -185,10 +190,43 @@ class _SplitSecrets:
                 delta[name] = (delta.get(name) or "") + held
 
 
+_USAGE_NULL = b',"usage":null'
+# The fields of the common chunk (OpenAI's, vLLM's, ...); a chunk with others is encoded again.
+_PLAIN_CHUNK = frozenset(
+    ("id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier", "obfuscation")
+)
+_PLAIN_CHOICE = frozenset(("index", "delta", "finish_reason", "logprobs"))
+
+
+def _plain_text(chunk: dict[str, Any]) -> str | None:
+    """The text of the common chunk, else None: known fields only, one choice whose delta holds
+    only its content (and role), no finish reason, no logprobs, no usage, a model name."""
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason") is not None or choice.get("logprobs") is not None:
+        return None
+    if type(chunk.get("model")) is not str or not chunk.keys() <= _PLAIN_CHUNK or not choice.keys() <= _PLAIN_CHOICE:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or len(delta) > 2 or (len(delta) == 2 and "role" not in delta):
+        return None
+    text = delta.get("content")
+    return text if type(text) is str else None
+
+
 class ChunkEncoder:
     """chat.completion.chunk dicts to `data:` events: the public model name, usage read (and the
     chunk carrying only the usage dropped unless asked for), each choice's text through its output
-    filter and its secret windows."""
+    filter and its secret windows.
+
+    The byte-level path: the common chunk (text only, see `_plain_text`), when no output check
+    reads it and the secret window releases its text unchanged, goes out as the upstream's own
+    bytes (`OpenAIStream.last`) with only the model name rewritten in place (and the usage field
+    the client did not ask for cut out), instead of being encoded again. The upstream's JSON was
+    still parsed, so a malformed event never reaches the client. Any doubt (another layout of the
+    bytes, a name found more than once) falls back to encoding the chunk."""
 
     def __init__(
         self,
@@ -198,6 +236,7 @@ class ChunkEncoder:
         public_name: str,
         wants_usage: bool,
         template: dict[str, Any],
+        upstream: Any = None,
     ) -> None:
         self.exchange = exchange
         self.public_name = public_name
@@ -206,8 +245,45 @@ class ChunkEncoder:
         screening = exchange.screening
         self.slots = OutputSlots(screening) if screening is not None and screening.checks_output else None
         self.hidden = _SplitSecrets(secrets) if secrets else None
+        self.upstream = upstream if self.slots is None else None  # the byte-level path's source
+        self.renamed = b'"model":' + orjson.dumps(public_name)
+        self.names: dict[str, bytes] = {}  # an upstream model name as it appears in the bytes
 
     def encode(self, chunk: dict[str, Any]) -> bytes | None:
+        last = getattr(self.upstream, "last", None)
+        if last is not None and last[0] is chunk and (text := _plain_text(chunk)) is not None:
+            hidden = self.hidden
+            index = chunk["choices"][0].get("index", 0)
+            released = hidden.content(index if type(index) is int else 0, text) if hidden is not None else text
+            self.exchange.saw_output(text)
+            if released == text and (data := self._as_sent(chunk, last[1])) is not None:
+                return data
+            chunk["choices"][0]["delta"]["content"] = released
+            return self._encoded(chunk)
+        return self._encode(chunk)
+
+    def _as_sent(self, chunk: dict[str, Any], data: bytes) -> bytes | None:
+        """The upstream's bytes with the model renamed, or None where that is not certain."""
+        name = chunk["model"]
+        found = self.names.get(name)
+        if found is None:
+            found = self.names[name] = b'"model":' + orjson.dumps(name)
+        if data.count(found) != 1 or b"\r" in data:  # one model field; no CR a client would split a line on
+            return None
+        data = data.replace(found, self.renamed)
+        if "usage" in chunk and not self.wants_usage:
+            if data.count(_USAGE_NULL) != 1:
+                return None
+            data = data.replace(_USAGE_NULL, b"")
+        return b"data: " + data + b"\n\n"
+
+    def _encoded(self, chunk: dict[str, Any]) -> bytes:
+        if not self.wants_usage:
+            chunk.pop("usage", None)
+        chunk["model"] = self.public_name
+        return b"data: " + answer_json(chunk) + b"\n\n"
+
+    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
         exchange = self.exchange
         if "usage" in chunk:
             if chunk["usage"] is not None:
