@@ -15,6 +15,8 @@ turn before), answering `invalid_request_error` otherwise. What it answers is ch
 - `claude-no-stop`: streams, then closes cleanly without `message_stop`
 - `claude-error-event`: streams a little, then an `error` event (overloaded_error)
 - a name containing `agent` (`claude-agent`): a coding agent's model (tests/mock_agent.py)
+- `POST /v1/messages/count_tokens`: Anthropic's `{"input_tokens": N}` (`counted_tokens`); like
+  Anthropic it refuses `max_tokens`, `stream` and the sampling fields there
 - `claude-echo-key`: an answer that quotes the key it was sent (`x-api-key`, or the bearer value):
   in a text block, in a tool_use's input, and in the message's `id` and `model`; streaming, the
   text and the input arrive a few characters an event, so the key is split across many events
@@ -321,6 +323,12 @@ def echo_key_events(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return events
 
 
+def counted_tokens(body: dict[str, Any]) -> int:
+    """What `POST /v1/messages/count_tokens` answers: a stand-in tokenizer, 8 tokens of framing
+    plus one per 3 bytes of the system prompt, messages and tools (as JSON)."""
+    return 8 + len(orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")])) // 3
+
+
 def build_app(state: MockState) -> web.Application:
     async def messages(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -373,8 +381,32 @@ def build_app(state: MockState) -> web.Application:
         state.completed_streams.append(model)
         return response
 
+    async def count_tokens(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _invalid("There was an error parsing the body of your request.")
+        if state.record:
+            state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+        presented = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not presented:
+            return _error(401, "x-api-key header is required")
+        if request.headers.get("anthropic-version") not in API_VERSIONS:
+            return _invalid("anthropic-version: header is required and must be a supported version")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _invalid("model: Field required")
+        if extra := sorted(set(body) & {"max_tokens", "stream", "temperature", "stop_sequences"}):
+            return _invalid(f"{extra[0]}: Extra inputs are not permitted")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _invalid("messages: Field required")
+        if body["model"].startswith("claude-status-"):
+            status = int(body["model"].removeprefix("claude-status-"))
+            return _error(status, f"mock anthropic error {status}")
+        return web.json_response({"input_tokens": counted_tokens(body)})
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     return app
 
 

@@ -9,6 +9,10 @@ What it answers is chosen by the deployment name (or, on the v1 surface, the mod
 - `azure-content-filter`: the 400 with `code: content_filter` Azure sends for a filtered prompt
 - `azure-finish-filter`: a completion cut by the output filter (`finish_reason: content_filter`)
 - `azure-status-<code>`: answers <code> with Azure's error object (429 adds `retry-after`)
+- `.../completions`: legacy text completions in OpenAI's format (tests/mock_completions.py)
+
+The Responses API (tests/mock_responses.py) at `/openai/responses?api-version=<2025-03-01-preview
+or later>` and `/openai/v1/responses`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.mock_completions import text_completion
+from tests.mock_responses import responses as serve_responses
 from tests.mock_upstream import MockState, MockUpstream, Recorded, _chunk, _completion, _last_user_text
 
 API_KEY = "sk-upstream-test-secret"  # what tests.factories.ProviderFactory stores
@@ -61,6 +67,8 @@ def build_app(state: MockState) -> web.Application:
             return _error(status, f"mock azure error {status}", str(status), headers)
         if name == "azure-content-filter":
             return _content_filter_error()
+        if operation == "completions":  # legacy text completions (gpt-35-turbo-instruct)
+            return await text_completion(request, body, state, request.headers.get("api-key", ""))
         if operation == "embeddings":
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
@@ -105,9 +113,22 @@ def build_app(state: MockState) -> web.Application:
             return _error(400, "api-version is not allowed on the v1 API", "BadRequest")
         return await handle(request, body, str(body.get("model", "")), request.match_info["operation"])
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        """The Responses API: `/openai/responses?api-version=...` (a preview version) or
+        `/openai/v1/responses`, the deployment named in the body's `model`."""
+        if request.headers.get("api-key") != API_KEY:
+            return _error(401, "Access denied due to invalid subscription key or wrong API endpoint.", "401")
+        v1 = request.path.startswith("/openai/v1/")
+        if v1 == ("api-version" in request.query) or (not v1 and request.query["api-version"] < "2025-03-01"):
+            return _error(400, "The Responses API needs api-version 2025-03-01-preview or later, or /openai/v1.", "400")
+        return await serve_responses(request, state)
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/openai/deployments/{deployment}/{operation:chat/completions|embeddings}", deployment_style)
-    app.router.add_post("/openai/v1/{operation:chat/completions|embeddings}", v1)
+    operations = "{operation:chat/completions|embeddings|completions}"
+    app.router.add_post("/openai/deployments/{deployment}/" + operations, deployment_style)
+    app.router.add_post("/openai/v1/" + operations, v1)
+    app.router.add_post("/openai/responses", responses)
+    app.router.add_post("/openai/v1/responses", responses)
     return app
 
 

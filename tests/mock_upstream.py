@@ -61,6 +61,9 @@ name of the request, so one server plays every scenario:
   (tests/mock_agent.py). Like OpenAI, it refuses a parameter it does not know ("Unrecognized
   request argument supplied: thinking"), and `reasoning_effort` unless the name starts with a
   reasoning model's (o1..o9, gpt-5, gpt-oss)
+`POST /responses` (OpenAI's Responses API, tests/mock_responses.py) only when started with
+`MockUpstream(responses=True)`: an OpenAI-compatible server has none, so the default answers 404.
+`POST /completions`: OpenAI's legacy text completions (tests/mock_completions.py), JSON and SSE.
 Embeddings return a 3-dimensional vector per input. `GET /models` lists one model (401 when the
 key is `sk-rejected`), for health checks.
 
@@ -85,6 +88,7 @@ import orjson
 from aiohttp import web
 
 from tests.mock_agent import agent_turn, is_agent, text_of
+from tests.mock_completions import text_completion
 
 
 @dataclass
@@ -680,7 +684,7 @@ async def _drip(request: web.Request, body: dict[str, Any], state: MockState, mo
     return response
 
 
-def build_app(state: MockState) -> web.Application:
+def build_app(state: MockState, *, responses: bool = False) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -765,6 +769,15 @@ def build_app(state: MockState) -> web.Application:
         state.completed_streams.append(model)
         return response
 
+    async def completions(request: web.Request) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "mock: body is not JSON")
+        if state.record:
+            state.requests.append(Recorded(request.path, dict(request.headers), body))
+        return await text_completion(request, body, state, _presented_key(request))
+
     async def moderations(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         if state.record:
@@ -814,12 +827,20 @@ def build_app(state: MockState) -> web.Application:
         data = [{"id": "upstream-gpt", "object": "model", "created": 0, "owned_by": "mock"}]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
 
+    async def responses_api(request: web.Request) -> web.StreamResponse:
+        from tests.mock_responses import responses as serve_responses
+
+        return await serve_responses(request, state)
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     for prefix in ("", "/v1"):
         app.router.add_get(prefix + "/models", models)
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_post(prefix + "/moderations", moderations)
+        app.router.add_post(prefix + "/completions", completions)
+        if responses:
+            app.router.add_post(prefix + "/responses", responses_api)
     return app
 
 
@@ -832,8 +853,9 @@ def free_port() -> int:
 class MockUpstream:
     """The server in a background thread with its own event loop."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, responses: bool = False) -> None:
         self.port = port or free_port()
+        self.responses = responses  # serve OpenAI's Responses API (POST /responses) too
         self.state = MockState()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="mock-upstream", daemon=True)
@@ -846,7 +868,8 @@ class MockUpstream:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(build_app(self.state), handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        app = build_app(self.state, responses=self.responses)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
         self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._started.set()

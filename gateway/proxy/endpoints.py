@@ -10,16 +10,24 @@ from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Router
 
 from gateway.proxy import catalog, pipeline
-from gateway.proxy.dialects import Dialect
+from gateway.proxy.dialects import Dialect, anthropic_count_tokens
+from gateway.proxy.dialects.anthropic_count_tokens import AnthropicCountTokens
 from gateway.proxy.dialects.anthropic_messages import AnthropicMessages
 from gateway.proxy.dialects.openai_chat import OpenAIChat, json_response
+from gateway.proxy.dialects.openai_completions import OpenAICompletions
 from gateway.proxy.dialects.openai_embeddings import OpenAIEmbeddings
+from gateway.proxy.dialects.openai_moderations import OpenAIModerations
+from gateway.proxy.dialects.openai_responses import OpenAIResponses
 from gateway.proxy.errors import NotFound
 from gateway.proxy.exchange import Exchange
 
 OPENAI_CHAT = OpenAIChat()
 OPENAI_EMBEDDINGS = OpenAIEmbeddings()
 ANTHROPIC_MESSAGES = AnthropicMessages()
+OPENAI_RESPONSES = OpenAIResponses()
+OPENAI_COMPLETIONS = OpenAICompletions()
+OPENAI_MODERATIONS = OpenAIModerations()
+ANTHROPIC_COUNT_TOKENS = AnthropicCountTokens()
 
 openai_routes = Router(tags=["OpenAI-compatible"])
 anthropic_routes = Router(tags=["Anthropic-compatible"])
@@ -35,9 +43,29 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
     return await pipeline.serve(request, OPENAI_EMBEDDINGS)
 
 
+@openai_routes.post("/responses", summary="Create a model response (OpenAI's Responses API)")
+async def create_response(request: HttpRequest) -> HttpResponseBase:
+    return await pipeline.serve(request, OPENAI_RESPONSES)
+
+
 @anthropic_routes.post("/messages", summary="Create a message (Anthropic-compatible)")
 async def create_message(request: HttpRequest) -> HttpResponseBase:
     return await pipeline.serve(request, ANTHROPIC_MESSAGES)
+
+
+@openai_routes.post("/completions", summary="Create a text completion (OpenAI-compatible, legacy)")
+async def completions(request: HttpRequest) -> HttpResponseBase:
+    return await pipeline.serve(request, OPENAI_COMPLETIONS)
+
+
+@openai_routes.post("/moderations", summary="Classify text and images for harmful content (OpenAI-compatible)")
+async def moderations(request: HttpRequest) -> HttpResponseBase:
+    return await pipeline.serve(request, OPENAI_MODERATIONS)
+
+
+@anthropic_routes.post("/messages/count_tokens", summary="Count a message's input tokens (Anthropic-compatible)")
+async def count_message_tokens(request: HttpRequest) -> HttpResponseBase:
+    return await pipeline.serve(request, ANTHROPIC_COUNT_TOKENS, anthropic_count_tokens.run)
 
 
 def _model_object(model: catalog.ModelSnapshot) -> dict[str, Any]:

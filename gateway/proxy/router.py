@@ -24,7 +24,7 @@ from django.conf import settings
 
 from gateway.proxy import breaker, catalog
 from gateway.proxy.adapters import ChatStream, get_adapter
-from gateway.proxy.errors import ProxyError, UnreadableAnswer, UpstreamError, UpstreamTimeout
+from gateway.proxy.errors import BadRequest, ProxyError, UnreadableAnswer, UpstreamError, UpstreamTimeout
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
 T = TypeVar("T")
@@ -234,6 +234,57 @@ async def embeddings(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any
     return await route(key, model, routed, call)
 
 
+_KIND_NAMES = {"anthropic": "Anthropic", "azure_openai": "Azure OpenAI", "demo": "the built-in demo provider"}
+
+
+def supporting(deployment: DeploymentSnapshot, operation: str, what: str) -> Callable[..., Awaitable[Any]]:
+    """The adapter's `operation` for this deployment, or a 400 naming the provider that does not
+    serve `what` (legacy completions, moderations, ...): the request's fault, never retried."""
+    method = getattr(get_adapter(deployment.provider_kind), operation, None)
+    if method is None:
+        kind = _KIND_NAMES.get(deployment.provider_kind, deployment.provider_kind)
+        raise BadRequest(
+            f"The model is served by the provider '{deployment.provider_name}' ({kind}), which offers no {what}.",
+            param="model",
+            code="unsupported_operation",
+        )
+    return method
+
+
+async def completions(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed) -> dict:
+    """Legacy text completions (`/completions`): OpenAI, Azure OpenAI and OpenAI-compatible servers."""
+
+    async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
+        send = supporting(deployment, "completions", "legacy text completions (/v1/completions)")
+        return await send(deployment, _payload(body, candidate, deployment))
+
+    return await route(key, model, routed, call)
+
+
+async def open_completions_stream(
+    key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed
+) -> tuple[dict, AsyncIterator[dict], ChatStream]:
+    """A legacy completions stream, opened and its first chunk read (as `open_stream`)."""
+
+    async def call(
+        candidate: ModelSnapshot, deployment: DeploymentSnapshot
+    ) -> tuple[dict, AsyncIterator[dict], ChatStream]:
+        opening = supporting(deployment, "open_completions_stream", "legacy text completions (/v1/completions)")
+        return await read_first(deployment, opening(deployment, _payload(body, candidate, deployment)))
+
+    return await route(key, model, routed, call)
+
+
+async def moderations(key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed) -> dict:
+    """A moderation (`/moderations`): OpenAI and OpenAI-compatible servers that speak it."""
+
+    async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
+        send = supporting(deployment, "moderations", "moderation endpoint (/v1/moderations)")
+        return await send(deployment, _payload(body, candidate, deployment))
+
+    return await route(key, model, routed, call)
+
+
 async def open_stream(
     key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed
 ) -> tuple[dict, AsyncIterator[dict], ChatStream]:
@@ -244,6 +295,54 @@ async def open_stream(
     ) -> tuple[dict, AsyncIterator[dict], ChatStream]:
         adapter = get_adapter(deployment.provider_kind)
         return await read_first(deployment, adapter.open_chat_stream(deployment, _payload(body, candidate, deployment)))
+
+    return await route(key, model, routed, call)
+
+
+# The provider kinds that serve the Responses API (`POST /responses`) themselves.
+RESPONSES_SERVED = frozenset({"openai", "azure_openai"})
+Translated = Callable[[ModelSnapshot, DeploymentSnapshot], Awaitable[T]]
+
+
+async def responses(
+    key: KeySnapshot, model: ModelSnapshot, body: dict[str, Any], routed: Routed, *, translated: Translated[dict]
+) -> dict:
+    """A Responses API request: passed to the upstream's /responses where the provider serves it
+    (only `model` replaced), else `translated(candidate, deployment)` (gateway/proxy/dialects/openai_responses.py)."""
+
+    async def call(candidate: ModelSnapshot, deployment: DeploymentSnapshot) -> dict:
+        if deployment.provider_kind in RESPONSES_SERVED:
+            payload = body | {"model": deployment.upstream_model}
+            return await get_adapter(deployment.provider_kind).responses(deployment, payload)  # type: ignore[attr-defined]
+        return await translated(candidate, deployment)
+
+    return await route(key, model, routed, call)
+
+
+async def open_responses_stream(
+    key: KeySnapshot,
+    model: ModelSnapshot,
+    body: dict[str, Any],
+    routed: Routed,
+    *,
+    translated: Translated[ChatStream],
+) -> tuple[dict, AsyncIterator[dict], ChatStream, bool]:
+    """Open a Responses API stream and read its first event (retries and fallbacks happen only
+    before that): the upstream's own where it serves the API (True: its events are Responses
+    events), else `translated`'s chat stream (False: chat chunks, to translate)."""
+
+    async def call(
+        candidate: ModelSnapshot, deployment: DeploymentSnapshot
+    ) -> tuple[dict, AsyncIterator[dict], ChatStream, bool]:
+        served = deployment.provider_kind in RESPONSES_SERVED
+        if served:
+            adapter = get_adapter(deployment.provider_kind)
+            payload = body | {"model": deployment.upstream_model, "stream": True}
+            opening = adapter.open_responses_stream(deployment, payload)  # type: ignore[attr-defined]
+        else:
+            opening = translated(candidate, deployment)
+        first, rest, upstream = await read_first(deployment, opening)
+        return first, rest, upstream, served
 
     return await route(key, model, routed, call)
 

@@ -194,7 +194,12 @@ class AnthropicAdapter:
         self._default_base_url = default_base_url
 
     async def _open(
-        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, client: Forwarded | None = None
+        self,
+        deployment: DeploymentSnapshot,
+        request: dict[str, Any],
+        *,
+        client: Forwarded | None = None,
+        path: str = "/v1/messages",
     ) -> aiohttp.ClientResponse:
         """POST to /v1/messages; the open response on 200, else the mapped error.
 
@@ -202,7 +207,7 @@ class AnthropicAdapter:
         place of the pinned one), its `anthropic-beta` flags and its query string (`?beta=true`).
         """
         accept = "text/event-stream" if request.get("stream") else "application/json"
-        url = (deployment.base_url or self._default_base_url).rstrip("/") + "/v1/messages"
+        url = (deployment.base_url or self._default_base_url).rstrip("/") + path
         headers = _headers(deployment, accept=accept)
         if client is not None:
             if client.version:
@@ -244,6 +249,18 @@ class AnthropicAdapter:
         """A Messages stream passed through: its events, untranslated."""
         response = await self._open(deployment, request | {"stream": True}, client=client)
         return MessagesStream(response)
+
+    async def count_tokens(
+        self, deployment: DeploymentSnapshot, request: dict[str, Any], *, client: Forwarded | None = None
+    ) -> dict[str, Any]:
+        """`POST /v1/messages/count_tokens` passed through (its `model` already the upstream's):
+        Anthropic's `{"input_tokens": N}`."""
+        response = await self._open(deployment, request, client=client, path="/v1/messages/count_tokens")
+        reply = await read_json(response, deployment)
+        counted = reply.get("input_tokens")
+        if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+            raise UpstreamError(f"The provider '{deployment.provider_name}' answered with an unexpected body.")
+        return reply
 
     async def embeddings(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
         raise BadRequest(

@@ -8,6 +8,10 @@ Two surfaces, chosen by the provider's base_url:
 - the v1 surface (a base_url ending in `/openai/v1`): `{base_url}/chat/completions` with the
   model in the body and no api-version.
 
+The Responses API has no deployment-style address: it is `{base_url}/openai/responses?api-version=...`
+(a 2025-03-01-preview or later version) or `{base_url}/responses` on the v1 surface, the Azure
+deployment named in the body's `model`.
+
 Bodies and streams are OpenAI's, so parsing, streaming and error mapping are the OpenAI adapter's;
 this module adds the addresses, the header and Azure's content filter. Azure's extra fields
 (`prompt_filter_results`, `content_filter_results`, `finish_reason: content_filter`) pass through.
@@ -24,6 +28,7 @@ import aiohttp
 import orjson
 
 from gateway.proxy.adapters.openai import OpenAIStream, upstream_failure
+from gateway.proxy.adapters.responses import ResponsesStream
 from gateway.proxy.adapters.transport import open_post, read_json
 from gateway.proxy.errors import BadRequest, ProxyError
 from gateway.selectors import DeploymentSnapshot
@@ -33,6 +38,8 @@ from gateway.selectors import DeploymentSnapshot
 DEFAULT_API_VERSION = "2024-10-21"
 
 _V1_SUFFIX = "/openai/v1"
+# The Responses API needs 2025-03-01-preview or later: a provider's older version is not used for it.
+RESPONSES_API_VERSION = "2025-04-01-preview"
 
 
 def azure_url(deployment: DeploymentSnapshot, operation: str) -> str:
@@ -44,6 +51,16 @@ def azure_url(deployment: DeploymentSnapshot, operation: str) -> str:
     api_version = deployment.api_version or DEFAULT_API_VERSION
     name = quote(deployment.upstream_model, safe="")
     return f"{base}/openai/deployments/{name}/{operation}?{urlencode({'api-version': api_version})}"
+
+
+def azure_responses_url(deployment: DeploymentSnapshot) -> str:
+    """The address of the Responses API for this deployment's resource."""
+    base = deployment.base_url.rstrip("/")
+    if base.endswith(_V1_SUFFIX):
+        return f"{base}/responses"
+    version = deployment.api_version or ""
+    version = version if version >= "2025-03-01" else RESPONSES_API_VERSION
+    return f"{base.removesuffix('/openai')}/openai/responses?{urlencode({'api-version': version})}"
 
 
 def _headers(deployment: DeploymentSnapshot, *, accept: str) -> dict[str, str]:
@@ -118,4 +135,33 @@ class AzureOpenAIAdapter:
 
     async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
         response = await self._open(deployment, "chat/completions", payload, accept="text/event-stream")
+        return OpenAIStream(response, deployment)
+
+    async def _open_responses(
+        self, deployment: DeploymentSnapshot, payload: dict, *, accept: str
+    ) -> aiohttp.ClientResponse:
+        return await open_post(
+            deployment,
+            azure_responses_url(deployment),
+            payload,
+            _headers(deployment, accept=accept),
+            stream=accept == "text/event-stream",
+            failure=lambda status, body, answer: azure_failure(status, body, deployment, answer),
+        )
+
+    async def responses(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        """The Responses API, passed through."""
+        response = await self._open_responses(deployment, payload, accept="application/json")
+        return await read_json(response, deployment)
+
+    async def open_responses_stream(self, deployment: DeploymentSnapshot, payload: dict) -> ResponsesStream:
+        response = await self._open_responses(deployment, payload, accept="text/event-stream")
+        return ResponsesStream(response, deployment)
+
+    async def completions(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        """Legacy text completions (`.../completions`: gpt-35-turbo-instruct and the like)."""
+        return await self._post_json(deployment, "completions", payload)
+
+    async def open_completions_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
+        response = await self._open(deployment, "completions", payload, accept="text/event-stream")
         return OpenAIStream(response, deployment)

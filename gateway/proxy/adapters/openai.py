@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from gateway.proxy.adapters.responses import ResponsesStream
 from gateway.proxy.adapters.transport import mid_stream_failures, open_post, read_json
 from gateway.proxy.errors import ProxyError, UpstreamError
 from gateway.proxy.sse import data_batches
@@ -186,3 +187,17 @@ class OpenAIAdapter:
 
     async def open_chat_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
         return OpenAIStream(await self._open(deployment, "/chat/completions", payload, stream=True), deployment)
+
+    async def responses(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        """OpenAI's Responses API (`POST /responses`), passed through."""
+        return await self._post_json(deployment, "/responses", payload)
+
+    async def open_responses_stream(self, deployment: DeploymentSnapshot, payload: dict) -> ResponsesStream:
+        return ResponsesStream(await self._open(deployment, "/responses", payload, stream=True), deployment)
+
+    async def completions(self, deployment: DeploymentSnapshot, payload: dict) -> dict:
+        """The legacy text completions endpoint (`POST /completions`)."""
+        return await self._post_json(deployment, "/completions", payload)
+
+    async def open_completions_stream(self, deployment: DeploymentSnapshot, payload: dict) -> OpenAIStream:
+        return OpenAIStream(await self._open(deployment, "/completions", payload, stream=True), deployment)

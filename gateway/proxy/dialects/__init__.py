@@ -1,6 +1,6 @@
-"""Dialects: one per wire format a client speaks (OpenAI chat, Anthropic messages, OpenAI
-embeddings). A dialect does what depends on the format, at both edges of the one pipeline
-(gateway/proxy/pipeline.py):
+"""Dialects: one per wire format a client speaks (OpenAI chat completions, responses, legacy
+completions, embeddings and moderations; Anthropic messages and their token count). A dialect
+does what depends on the format, at both edges of the one pipeline (gateway/proxy/pipeline.py):
 
 - `parse()`: check the request, naming the field at fault, into a `Call` (the model asked for,
   stream or not, the output limit, the prompt's bound);

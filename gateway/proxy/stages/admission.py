@@ -60,16 +60,7 @@ class Admission:
         then the model's default (or DEFAULT_MAX_TOKENS) is assumed, and when a hold depends on it
         it is written into the body as `output_field`, so that what goes upstream is what was held.
         """
-        key = self.key
-        rate = ratelimit.Limits(
-            key_id=key.id,
-            project_id=key.project_id,
-            key_rpm=key.rpm_limit,
-            key_tpm=key.tpm_limit,
-            project_rpm=key.project_rpm_limit,
-            project_tpm=key.project_tpm_limit,
-            key_max_streams=key.max_streams if stream else None,
-        )
+        rate = _rate_limits(self.key, stream=stream)
         limit = output if output is not None else model.default_max_tokens or settings.DEFAULT_MAX_TOKENS
         produced = limit * choices + extra_output
         tokens = prompt_estimate() + produced if rate.key_tpm or rate.project_tpm else produced
@@ -108,6 +99,14 @@ class Admission:
             raise BudgetUnavailable(str(exc)) from None
         if output is None:
             body[output_field] = limit  # the worst case holds only if the output is capped
+
+    async def admit_free(self) -> None:
+        """Admit a request no provider bills (token counting): one request against the
+        requests-per-minute limits, no tokens, no budget hold (429 when over a limit)."""
+        rate = _rate_limits(self.key, stream=False)
+        self.ticket = ratelimit.acquire_locally(limits=rate, tokens=0, stream=False) or await ratelimit.acquire(
+            limits=rate, tokens=0, stream=False
+        )
 
     async def _budget_hold(
         self, model: ModelSnapshot, prompt: Callable[[], limits.Prompt], output: int
@@ -190,3 +189,15 @@ class Admission:
     def headers(self) -> dict[str, str]:
         """The x-ratelimit-* headers of the limits that apply (none before admission)."""
         return self.ticket.headers() if self.ticket is not None else {}
+
+
+def _rate_limits(key: KeySnapshot, *, stream: bool) -> ratelimit.Limits:
+    return ratelimit.Limits(
+        key_id=key.id,
+        project_id=key.project_id,
+        key_rpm=key.rpm_limit,
+        key_tpm=key.tpm_limit,
+        project_rpm=key.project_rpm_limit,
+        project_tpm=key.project_tpm_limit,
+        key_max_streams=key.max_streams if stream else None,
+    )
