@@ -64,6 +64,9 @@ def ping(*, timeout: float) -> str | None:
     pool = getattr(connection, "pool", None)  # psycopg's pool: PostgreSQL under ASGI
     try:
         if pool is not None:
+            # Django opens its pool at a process's first query; a readiness probe may come first (a
+            # new pod gets no traffic before it is ready), so open it here too (a no-op once open).
+            pool.open()
             with pool.connection(timeout=timeout) as conn:
                 conn.execute("SELECT 1")
         else:
@@ -72,7 +75,7 @@ def ping(*, timeout: float) -> str | None:
     except Exception as exc:  # any driver or pool error means "not answering"
         return type(exc).__name__
     finally:
-        if pool is None:
+        if pool is None and not connection.in_atomic_block:  # never inside a caller's transaction (tests)
             close_old_connections()
     return None
 

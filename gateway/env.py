@@ -21,6 +21,11 @@ def _raw(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def is_set(name: str) -> bool:
+    """Whether NAME (or NAME_FILE) is in the environment at all, even empty."""
+    return f"{name}_FILE" in os.environ or name in os.environ
+
+
 def env_str(name: str, default: str) -> str:
     value = _raw(name)
     return default if value is None else value

@@ -254,7 +254,20 @@ def _instrument_libraries(state: _State) -> list[Any]:
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=state.tracer_provider, meter_provider=state.meter_provider)
             done.append(instrumentor)
+    _probes_first()
     return done
+
+
+def _probes_first() -> None:
+    """The instrumentation put its middleware first, and it reads the Host header (building the
+    request's URL): a Kubernetes probe by pod IP would get 400. The probes' middleware goes back in
+    front (gateway/probe_middleware.py), so probes are answered, and not traced (they would be most
+    of the spans)."""
+    from django.conf import settings
+
+    probes = "gateway.probe_middleware.HealthProbes"
+    if probes in settings.MIDDLEWARE:
+        settings.MIDDLEWARE = [probes, *(name for name in settings.MIDDLEWARE if name != probes)]
 
 
 def flush(timeout: float = 10.0) -> bool:

@@ -35,7 +35,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://gateway:pw@db.invalid:5432/gateway",
     "REDIS_URL": "redis://cache.invalid:6379/0",
     "SECRET_KEY": "test-only",
-    "SECRETS_ENCRYPTION_KEY": "test-only",
+    "SECRETS_ENCRYPTION_KEY": "shltFI35Gcn51mW7tEyxCyHfCO0SPc7EpzayeM3nVtU=",  # a Fernet key: startup checks its shape
 }
 
 
@@ -95,6 +95,7 @@ def test_production_profile_uses_postgres_pool_and_redis_when_database_and_redis
     assert report["cache"] == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": PRODUCTION["REDIS_URL"],
+        "KEY_FUNCTION": "gateway.installation.cache_key",  # keys under the installation's namespace
     }
     assert report["broker"] == PRODUCTION["REDIS_URL"]
     assert report["result_backend"] == PRODUCTION["REDIS_URL"]

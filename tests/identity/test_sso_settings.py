@@ -22,7 +22,11 @@ print(json.dumps({name: getattr(s, name) for name in (
     "OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_SCOPES", "OIDC_GROUPS_CLAIM", "LOCAL_LOGIN",
     "PUBLIC_URL", "SESSION_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE")}))
 """
-PRODUCTION = {"DATABASE_URL": "postgres://gw:pw@db.invalid/gw", "SECRET_KEY": "t", "SECRETS_ENCRYPTION_KEY": "t"}
+PRODUCTION = {
+    "DATABASE_URL": "postgres://gw:pw@db.invalid/gw",
+    "SECRET_KEY": "t",
+    "SECRETS_ENCRYPTION_KEY": "shltFI35Gcn51mW7tEyxCyHfCO0SPc7EpzayeM3nVtU=",  # a Fernet key: startup checks its shape
+}
 SSO = {"OIDC_ISSUER": "https://idp.example/realms/corp", "OIDC_CLIENT_ID": "gateway", "OIDC_CLIENT_SECRET": "s3cret"}
 
 

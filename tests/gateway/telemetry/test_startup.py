@@ -32,7 +32,7 @@ print(json.dumps({
 PRODUCTION = {
     "DATABASE_URL": "postgres://gateway:pw@db.invalid:5432/gateway",
     "SECRET_KEY": "test-only",
-    "SECRETS_ENCRYPTION_KEY": "test-only",
+    "SECRETS_ENCRYPTION_KEY": "shltFI35Gcn51mW7tEyxCyHfCO0SPc7EpzayeM3nVtU=",  # a Fernet key: startup checks its shape
 }
 NOWHERE = "http://127.0.0.1:9"  # discard: never contacted in these runs
 
