@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from approvals import rules
 from approvals.models import AccessRequest, ApprovalRule, CreditRequest, RequestEvent
+from gateway import audit
 from gateway.admin import display
 
 
@@ -124,3 +128,21 @@ class ApprovalRuleAdmin(admin.ModelAdmin):
     @admin.display(description="What it does")
     def summary(self, rule: ApprovalRule) -> str:
         return rules.describe(rule)
+
+    # The admin saves rules itself (its form and the list's editable columns run the model's
+    # checks), inside the transaction Django opens for each change; these hooks put the audit
+    # event in that same transaction.
+    def save_model(self, request: HttpRequest, obj: ApprovalRule, form: forms.ModelForm, change: bool) -> None:
+        before = audit.stored_snapshot(obj) if change else None
+        super().save_model(request, obj, form, change)
+        action = "approval_rule.update" if change else "approval_rule.create"
+        audit.record(action=action, target=obj, before=before, after=audit.snapshot(obj))
+
+    def delete_model(self, request: HttpRequest, obj: ApprovalRule) -> None:
+        delete = super().delete_model
+        with transaction.atomic():  # the delete_selected action opens no transaction of its own
+            audit.record_deletion(action="approval_rule.delete", target=obj, delete=lambda: delete(request, obj))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApprovalRule]) -> None:
+        for rule in queryset:  # one event per rule, as deleting them one by one would write
+            self.delete_model(request, rule)

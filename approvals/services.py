@@ -46,6 +46,7 @@ from approvals.models import (
 )
 from approvals.selectors import AnyRequest
 from billing import services as billing_services
+from gateway import audit
 from gateway import selectors as gateway_selectors
 from gateway import services as gateway_services
 from gateway.money import parse_amount
@@ -246,7 +247,9 @@ def _still_pending(request: AnyRequest) -> None:
 
 
 def _leave_pending(request: AnyRequest, *, to: str, actor: AbstractBaseUser | None, via: str, reason: str) -> None:
-    """Move a locked, pending request to `to` with one conditional UPDATE, and record the event."""
+    """Move a locked, pending request to `to` with one conditional UPDATE, and record the event
+    (and the audit event: who decided, through which door)."""
+    before = audit.snapshot(request)
     now = timezone.now()
     changed = (
         type(request)
@@ -259,6 +262,22 @@ def _leave_pending(request: AnyRequest, *, to: str, actor: AbstractBaseUser | No
     request.state, request.decided_at, request.decided_by, request.decided_via = to, now, actor, via
     request.decision_comment = reason
     _record(request, from_state=State.PENDING, to_state=to, actor=actor, via=via, reason=reason)
+    audit.record(
+        action=f"{audit.object_type_of(request)}.{_VERBS[to]}",
+        target=request,
+        before=before,
+        after=audit.snapshot(request),
+    )
+
+
+_VERBS = {
+    State.APPROVED: "approve",
+    State.AUTO_APPROVED: "approve",
+    State.DENIED: "deny",
+    State.AUTO_DENIED: "deny",
+    State.CANCELLED: "cancel",
+    State.EXPIRED: "expire",
+}
 
 
 def _apply(request: AnyRequest, *, actor: str) -> None:
@@ -352,22 +371,26 @@ def deny_request(
     return decide_request(kind=kind, request_id=request_id, by=by, approve=False, comment=comment, via=via)
 
 
-def decide_by_rule(*, kind: str, request_id: int, approve: bool, rule: str, explanation: Any) -> AnyRequest:
+def decide_by_rule(
+    *, kind: str, request_id: int, approve: bool, rule: str, explanation: Any, rule_id: int | None = None
+) -> AnyRequest:
     """A rule's decision (issue 12): auto_approved (effect applied) or auto_denied, explained
     ("approved by rule X because ..."), with no actor."""
     explanation = _text(explanation, field="explanation", required=True)
     with transaction.atomic(durable=True):
         request = _locked(kind, request_id)
         _still_pending(request)
-        _rule_decides(request, approve=approve, rule=rule, explanation=explanation)
+        _rule_decides(request, approve=approve, rule=rule, rule_id=rule_id, explanation=explanation)
     return request
 
 
-def _rule_decides(request: AnyRequest, *, approve: bool, rule: str, explanation: str) -> None:
+def _rule_decides(request: AnyRequest, *, approve: bool, rule: str, rule_id: int | None, explanation: str) -> None:
     to = State.AUTO_APPROVED if approve else State.AUTO_DENIED
-    _leave_pending(request, to=to, actor=None, via=Via.RULE, reason=explanation)
-    if approve:
-        _apply(request, actor=f"rule:{rule}"[:150])
+    actor = audit.Actor(audit.ActorType.RULE, "" if rule_id is None else str(rule_id), rule)
+    with audit.acting(actor=actor, source=audit.Source.RULE):  # the decision and its effect are the rule's
+        _leave_pending(request, to=to, actor=None, via=Via.RULE, reason=explanation)
+        if approve:
+            _apply(request, actor=f"rule:{rule}"[:150])
     _after_decision(request)
 
 
@@ -567,9 +590,10 @@ def decide_by_link(*, token: str, by: AbstractBaseUser, approve: bool, comment: 
     claim = tokens.read_token(token)
     request = selectors.table_of(claim.kind).objects.filter(pk=claim.request_id).first()
     tokens.check_link(claim, user=by, request=request)
-    return decide_request(
-        kind=claim.kind, request_id=claim.request_id, by=by, approve=approve, comment=comment, via=Via.EMAIL
-    )
+    with audit.acting(source=audit.Source.EMAIL_LINK):
+        return decide_request(
+            kind=claim.kind, request_id=claim.request_id, by=by, approve=approve, comment=comment, via=Via.EMAIL
+        )
 
 
 # --- approval rules (approvals/rules.py says what they mean) ---
@@ -602,7 +626,11 @@ def apply_rules(*, kind: str, request_id: int) -> AnyRequest | None:
             try:
                 with transaction.atomic():
                     _rule_decides(
-                        request, approve=verdict.approve, rule=verdict.rule.name, explanation=verdict.explanation
+                        request,
+                        approve=verdict.approve,
+                        rule=verdict.rule.name,
+                        rule_id=verdict.rule.pk,
+                        explanation=verdict.explanation,
                     )
                 return request
             except ApprovalError as exc:
@@ -711,16 +739,23 @@ def create_rule(**fields: Any) -> ApprovalRule:
     (enabled, priority 100, every unit, no conditions). Refused with ApprovalError naming the
     field: unknown choices, amounts on a rule that is not for credit, a credit approval without
     max_amount, a monthly cap on a denying rule, a name already taken."""
-    return _save_rule(ApprovalRule(), fields)
+    rule = _save_rule(ApprovalRule(), fields)
+    audit.record(action="approval_rule.create", target=rule, after=audit.snapshot(rule))
+    return rule
 
 
 @transaction.atomic(durable=True)
 def update_rule(*, rule: ApprovalRule, **changes: Any) -> ApprovalRule:
     """Change some fields of a rule (the same checks as create_rule, on the result)."""
-    return _save_rule(ApprovalRule.objects.select_for_update().get(pk=rule.pk), changes)
+    locked = ApprovalRule.objects.select_for_update().get(pk=rule.pk)
+    before = audit.snapshot(locked)
+    _save_rule(locked, changes)
+    audit.record(action="approval_rule.update", target=locked, before=before, after=audit.snapshot(locked))
+    return locked
 
 
 @transaction.atomic(durable=True)
 def delete_rule(*, rule: ApprovalRule) -> None:
     """Delete a rule. What it decided stays decided; its explanation keeps its name."""
-    ApprovalRule.objects.filter(pk=rule.pk).delete()
+    if (locked := ApprovalRule.objects.select_for_update().filter(pk=rule.pk).first()) is not None:
+        audit.record_deletion(action="approval_rule.delete", target=locked, delete=locked.delete)

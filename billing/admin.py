@@ -24,6 +24,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -33,6 +34,7 @@ from django.utils.html import format_html
 from billing import admin_forms, prices, selectors, services
 from billing.models import AlertEvent, Budget, LedgerEntry, PriceListEntry, default_thresholds
 from gateway import admin as gateway_admin
+from gateway import audit
 from gateway import selectors as gateway_selectors
 from gateway.admin import ServiceAdmin, ServiceForm, action_forms, display, pages, widgets
 from gateway.errors import ValidationFailed
@@ -305,6 +307,23 @@ class PriceListEntryAdmin(admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"currency": settings.BILLING_CURRENCY, **super().get_changeform_initial_data(request)}
+
+    # The admin saves price-list entries itself, in the transaction Django opens for each change;
+    # these hooks put the audit event in that transaction.
+    def save_model(self, request: HttpRequest, obj: PriceListEntry, form: forms.ModelForm, change: bool) -> None:
+        before = audit.stored_snapshot(obj) if change else None
+        super().save_model(request, obj, form, change)
+        action = "price_list_entry.update" if change else "price_list_entry.create"
+        audit.record(action=action, target=obj, before=before, after=audit.snapshot(obj))
+
+    def delete_model(self, request: HttpRequest, obj: PriceListEntry) -> None:
+        delete = super().delete_model
+        with transaction.atomic():  # the delete_selected action opens no transaction of its own
+            audit.record_deletion(action="price_list_entry.delete", target=obj, delete=lambda: delete(request, obj))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PriceListEntry]) -> None:
+        for entry in queryset:  # one event per entry
+            self.delete_model(request, entry)
 
     @admin.action(description="Apply to unpriced deployments", permissions=["change"])
     def apply_to_unpriced_deployments(self, request: HttpRequest, queryset: QuerySet[PriceListEntry]) -> None:

@@ -67,7 +67,7 @@ from redis.exceptions import RedisError
 from billing import selectors, services
 from billing.models import Budget
 from billing.periods import current_period, label
-from gateway import redis_scripts
+from gateway import installation, redis_scripts
 from gateway.hotcache import DatabaseAway, HotCache
 from gateway.invalidation import add_local_listener
 
@@ -338,10 +338,11 @@ _SETTLE = redis_scripts.script(_SETTLE_LUA)
 _FLUSH = redis_scripts.script(_with_flush(_FLUSH_LUA))
 
 
-def _keys(period: str, scopes: Iterable[str]) -> list[str]:
+def _keys(period: str, scopes: Iterable[str], namespace: str) -> list[str]:
+    """Counters, expiries and amounts of each budget-month: `i:<installation>:<BUDGET_REDIS_PREFIX>:{scope}:<month>`."""
     keys = []
     for scope in scopes:
-        base = f"{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:{period}"
+        base = f"{namespace}{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:{period}"
         keys += [base, base + ":expiries", base + ":amounts"]
     return keys
 
@@ -381,7 +382,7 @@ def reserve_locally(caps: Caps, *, request_id: str, amount: Decimal) -> Reservat
     Redis must decide. Never refuses."""
     held = micros(amount)
     scopes = tuple(cap.scope for cap in caps.caps)
-    if _leases and _from_leases(caps.period, scopes, held):
+    if _leases and (namespace := installation.cached_prefix()) and _from_leases(caps.period, scopes, held, namespace):
         return Reservation(request_id, caps.period, scopes, held, leased=True)
     return None
 
@@ -390,10 +391,14 @@ async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservatio
     """Hold `amount` (the request's worst case) against every hard budget in `caps`, or refuse."""
     if (local := reserve_locally(caps, request_id=request_id, amount=amount)) is not None:
         return local
+    try:
+        namespace = await installation.aredis_prefix()
+    except installation.InstallationUnknown as exc:
+        raise BudgetUnavailable("The gateway cannot check this project's budget right now; try again shortly.") from exc
     held = micros(amount)
     scopes = tuple(cap.scope for cap in caps.caps)
     now_ms = int(time.time() * 1000)
-    keys = _keys(caps.period, scopes)
+    keys = _keys(caps.period, scopes, namespace)
     group = tuple(keys[::3])
     want = settings.GOVERNANCE_LEASES and group not in _asking  # one request for a lease at a time
     args: list[Any] = [
@@ -424,7 +429,7 @@ async def reserve(caps: Caps, *, request_id: str, amount: Decimal) -> Reservatio
             _asking.discard(group)
     refused = int(reply[0])
     if refused:
-        if _leases and _from_leases(caps.period, scopes, held):  # a lease came with the same replies
+        if _leases and _from_leases(caps.period, scopes, held, namespace):  # a lease came with the same replies
             return Reservation(request_id, caps.period, scopes, held, leased=True)
         cap = caps.caps[refused - 1]
         spent, reserved = int(reply[1]), int(reply[2])
@@ -444,9 +449,12 @@ def settle_locally(reservation: Reservation, *, cost: Decimal | None) -> bool:
         return True
     if not reservation.leased:
         return False
+    namespace = installation.cached_prefix()
+    if namespace is None:
+        return False  # forgotten (tests): settle() reads it again
     reservation.settled = True
     actual = micros(cost) if cost and cost > 0 else 0
-    keys = _keys(reservation.period, reservation.scopes)
+    keys = _keys(reservation.period, reservation.scopes, namespace)
     for i in range(0, len(keys), 3):  # the lease's next flush carries it to Redis
         lease = _leases.get(keys[i])
         if lease is None:
@@ -464,10 +472,10 @@ async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
         return
     reservation.settled = True
     actual = micros(cost) if cost and cost > 0 else 0
-    keys = _keys(reservation.period, reservation.scopes)
     try:
+        keys = _keys(reservation.period, reservation.scopes, await installation.aredis_prefix())
         await redis_scripts.run(_SETTLE, keys, [reservation.request_id, actual])
-    except (TimeoutError, RedisError, OSError) as exc:
+    except (TimeoutError, RedisError, OSError, installation.InstallationUnknown) as exc:
         # After the response: the hold expires by itself; the ledger row is written regardless.
         logger.error(
             "could not settle budget reservation %s (%s); it expires in %.0f s",
@@ -480,10 +488,10 @@ async def settle(reservation: Reservation, *, cost: Decimal | None) -> None:
 # --- leases ---
 
 
-def _from_leases(period: str, scopes: tuple[str, ...], amount: int) -> bool:
+def _from_leases(period: str, scopes: tuple[str, ...], amount: int, namespace: str) -> bool:
     """Hold `amount` from this process's leases of every budget, or do nothing and say False."""
     clock = time.monotonic()
-    prefix = settings.BUDGET_REDIS_PREFIX
+    prefix = namespace + settings.BUDGET_REDIS_PREFIX
     leases = []
     for scope in scopes:
         lease = _leases.get(f"{prefix}:{{{scope}}}:{period}")
@@ -594,7 +602,7 @@ def _warn_unavailable(exc: BaseException) -> None:
 def held_now(*, scope: str, period: str) -> int:
     """Micro-units reserved for one budget-month by requests in flight and by the gateway
     processes' leases (sync; the balance API)."""
-    keys = _keys(period, [scope])
+    keys = _keys(period, [scope], installation.redis_prefix())
     now_ms = int(time.time() * 1000)
     if not settings.REDIS_URL:
         return _held(redis_scripts.in_process_client(), keys, now_ms)
@@ -620,5 +628,5 @@ def reset() -> None:
     """Forget the in-process counters and cached budgets (tests)."""
     _leases.clear()
     _asking.clear()
-    redis_scripts.forget_in_process(f"{settings.BUDGET_REDIS_PREFIX}:*")
+    redis_scripts.forget_in_process(f"i:*:{settings.BUDGET_REDIS_PREFIX}:*")
     _cache.clear()

@@ -20,7 +20,7 @@ from django.db.models import Q, Sum
 
 from billing.models import Budget, LedgerEntry, validate_thresholds
 from billing.periods import current_period, label, period_of
-from gateway import bulk_insert, writable
+from gateway import audit, bulk_insert, writable
 from gateway import selectors as gateway_selectors
 from gateway.errors import ValidationFailed
 from gateway.invalidation import publish_catalog_change
@@ -83,6 +83,7 @@ def set_budget(
     thresholds = _thresholds(thresholds) if thresholds is not None else None
     with transaction.atomic(durable=True):
         budget = Budget.objects.select_for_update().filter(**where.filter()).first()
+        before = audit.snapshot(budget)
         if budget is None:
             budget = Budget(**where.filter())
         budget.monthly_limit, budget.hard, budget.webhook_url = limit, hard, webhook_url
@@ -111,6 +112,7 @@ def set_budget(
                         reason=f"Monthly limit changed from {allowed.quantize(_CENT)} to {limit}",
                         actor=actor,
                     )
+        audit.record(action="budget.update", target=budget, before=before, after=audit.snapshot(budget))
     publish_catalog_change()
     return budget
 
@@ -127,6 +129,8 @@ def _thresholds(values: Any) -> list[int]:
 def delete_budget(*, target: Project | VirtualKey | BusinessUnit) -> bool:
     """Remove a budget: the project (key, unit) is no longer limited. The ledger stays as it is."""
     with transaction.atomic(durable=True):
+        for budget in Budget.objects.select_for_update().filter(**BudgetTarget.of(target).filter()):
+            audit.record(action="budget.delete", target=budget, before=audit.snapshot(budget))
         deleted, _ = Budget.objects.filter(**BudgetTarget.of(target).filter()).delete()
     publish_catalog_change()
     return bool(deleted)
@@ -202,6 +206,7 @@ def _grant(*, project: Project, amount: Any, reason: str, idempotency_key: str, 
                 actor=actor,
                 idempotency_key=stored_key,
             )
+            audit.record(action="credit.grant", target=entry, after=_entry(entry))
     except IntegrityError:
         existing = LedgerEntry.objects.filter(idempotency_key=stored_key).first()
         if existing is None:  # the budget row raced with another first grant: try once more
@@ -241,10 +246,22 @@ def adjust_balance(
                 actor=actor,
                 idempotency_key=f"adjust:{idempotency_key}" if idempotency_key else None,
             )
+            audit.record(action="credit.adjust", target=entry, after=_entry(entry))
     except IntegrityError:
         raise ValidationFailed("This idempotency_key was already used.", field="idempotency_key") from None
     publish_catalog_change()
     return entry
+
+
+def _entry(entry: LedgerEntry) -> dict[str, Any] | None:
+    """A grant or an adjustment as the audit log shows it (a usage entry's columns are all empty)."""
+    return audit.snapshot(entry, exclude=_USAGE_ONLY)
+
+
+_USAGE_ONLY = (
+    *("key", "key_prefix", "request_id", "model"),
+    *("input_tokens", "output_tokens", "cached_tokens", "estimated", "priced"),
+)
 
 
 def _open_period(project: Project, period: date) -> bool:

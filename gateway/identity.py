@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
+from gateway import audit
 from gateway.errors import ValidationFailed
 from gateway.models import BusinessUnit, IdpGroups, IdpRoleGrant, Role, RoleMapping
 
@@ -148,7 +149,22 @@ class RoleChanges:
 def sync_idp_roles(*, user: AbstractBaseUser, groups: Iterable[str]) -> RoleChanges:
     """Make USER's admin and manager roles follow the identity provider's GROUPS: grant what the
     mappings say, take away what the IdP granted earlier and no longer does."""
-    return _sync_idp_roles(user=user, groups=groups)
+    before = _user_state(user)
+    changes = _sync_idp_roles(user=user, groups=groups)
+    if changes.granted or changes.revoked:
+        audit.record(
+            action="user.roles.sync",
+            target=user,
+            object_type="user",
+            before=before,
+            after=(_user_state(user) or {}) | {"granted": changes.granted, "revoked": changes.revoked},
+        )
+    return changes
+
+
+def _user_state(user: AbstractBaseUser) -> dict[str, Any] | None:
+    """A user as the audit log shows it: the password only as set or not, and the units it manages."""
+    return audit.stored_snapshot(user, exclude=("last_login",), many=("managed_units",))
 
 
 def _sync_idp_roles(*, user: AbstractBaseUser, groups: Iterable[str]) -> RoleChanges:
@@ -222,7 +238,61 @@ def create_user(*, username: str, email: str, password: str | None = None) -> Ab
             password_validation.validate_password(password, user=candidate)
         except ValidationError as exc:
             raise ValidationFailed(" ".join(exc.messages), field="password") from None
-    return User.objects.create_user(username=username, email=email, password=password)
+    user = User.objects.create_user(username=username, email=email, password=password)
+    audit.record(action="user.create", target=user, object_type="user", after=_user_state(user))
+    return user
+
+
+@transaction.atomic(durable=True)
+def create_admin(*, username: str, password: str, email: str = "", reset_password: bool = False) -> AbstractBaseUser:
+    """A superuser who signs in with PASSWORD (`manage.py create_admin`: the first administrator).
+    An existing user is refused unless RESET_PASSWORD, which gives it PASSWORD and the admin role."""
+    User = get_user_model()
+    username = (username or "").strip()
+    email = (email or "").strip()
+    if not settings.LOCAL_LOGIN:
+        raise ValidationFailed(
+            "Local sign-in is off (LOCAL_LOGIN), so a password would not let anyone in: set LOCAL_LOGIN=true, "
+            "or sign in through single sign-on with an admin role mapping (README: Roles from the identity provider).",
+            field="password",
+        )
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError:
+        raise ValidationFailed(
+            "Username may contain only letters, digits and @ . + - _ (and must not be empty).", field="username"
+        ) from None
+    if len(username) > User._meta.get_field("username").max_length:
+        raise ValidationFailed("Username is too long (at most 150 characters).", field="username")
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationFailed(f"Not a valid email address: {email!r}.", field="email") from None
+    user = User.objects.select_for_update().filter(username__iexact=username).first()
+    if user is not None and not reset_password:
+        raise ValidationFailed(
+            f"A user named {user.get_username()!r} already exists: pass --reset-password to make it an "
+            "administrator with a new password.",
+            field="username",
+        )
+    candidate = user or User(username=username, email=email)
+    try:
+        password_validation.validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), field="password") from None
+    if user is None:
+        user = User.objects.create_superuser(username=username, email=email, password=password)
+        audit.record(action="user.admin.create", target=user, object_type="user", after=_user_state(user))
+        return user
+    before = _user_state(user)
+    user.set_password(password)
+    user.is_active = user.is_staff = user.is_superuser = True
+    if email:
+        user.email = email
+    user.save()
+    audit.record(action="user.admin.reset", target=user, object_type="user", before=before, after=_user_state(user))
+    return user
 
 
 @transaction.atomic(durable=True)
@@ -240,13 +310,15 @@ def create_role_mapping(*, group: str, role: str, business_unit: BusinessUnit | 
         raise ValidationFailed(f"Only manager mappings name a business unit, not {role}.", field="business_unit")
     if RoleMapping.objects.filter(group=group, role=role, business_unit=business_unit).exists():
         raise ValidationFailed("This mapping exists already.", field="group")
-    return RoleMapping.objects.create(group=group, role=role, business_unit=business_unit)
+    mapping = RoleMapping.objects.create(group=group, role=role, business_unit=business_unit)
+    audit.record(action="role_mapping.create", target=mapping, after=audit.snapshot(mapping))
+    return mapping
 
 
 @transaction.atomic(durable=True)
 def delete_role_mapping(*, mapping: RoleMapping) -> None:
     """Roles it granted are taken away at each user's next sign-in (not at once)."""
-    mapping.delete()
+    audit.record_deletion(action="role_mapping.delete", target=mapping, delete=mapping.delete)
 
 
 @transaction.atomic(durable=True)
@@ -255,16 +327,24 @@ def add_business_unit_manager(*, unit: BusinessUnit, user: AbstractBaseUser) -> 
     earlier grant by the IdP becomes a manual one)."""
     if not user.is_active:
         raise ValidationFailed(f"{user.get_username()!r} is not active.", field="user")
+    before = _user_state(user)
     unit.managers.add(user)
     IdpRoleGrant.objects.filter(user=user, role=Role.MANAGER, business_unit=unit).delete()
+    audit.record(
+        action="business_unit.manager.add", target=user, object_type="user", before=before, after=_user_state(user)
+    )
 
 
 @transaction.atomic(durable=True)
 def remove_business_unit_manager(*, unit: BusinessUnit, user: AbstractBaseUser) -> None:
     if not unit.managers.filter(pk=user.pk).exists():
         raise ValidationFailed(f"{user.get_username()!r} is not a manager of {unit.name!r}.", field="user")
+    before = _user_state(user)
     unit.managers.remove(user)
     IdpRoleGrant.objects.filter(user=user, role=Role.MANAGER, business_unit=unit).delete()
+    audit.record(
+        action="business_unit.manager.remove", target=user, object_type="user", before=before, after=_user_state(user)
+    )
 
 
 @transaction.atomic(durable=True)
@@ -290,6 +370,7 @@ def create_sso_user(*, provider: str, claims: Mapping[str, Any]) -> AbstractBase
     SocialAccount.objects.create(
         user=user, provider=provider, uid=str(claims["sub"]), extra_data={"userinfo": dict(claims)}
     )
+    audit.record(action="user.create", target=user, object_type="user", after=_user_state(user))
     return user
 
 

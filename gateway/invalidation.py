@@ -3,7 +3,9 @@
 Each process keeps an in-process snapshot (gateway/proxy/catalog.py). A change is published on a
 Redis channel, so every web process drops its snapshot within milliseconds; without Redis (the
 embedded profile is a single process) the local listeners are called directly. The snapshot's
-short TTL bounds staleness even if a message is lost.
+short TTL bounds staleness even if a message is lost. The channel's name starts with the
+installation's Redis namespace (gateway/installation.py), so installations sharing a Redis server
+do not drop each other's snapshots.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import transaction
 
-CHANNEL = "symbiosis:catalog-invalidate"
+CHANNEL = "symbiosis:catalog-invalidate"  # after the installation's namespace: channel()
 logger = logging.getLogger(__name__)
 _local_listeners: list[Callable[[], None]] = []
+
+
+def channel(namespace: str) -> str:
+    """The invalidation channel of the installation whose Redis key prefix is `namespace`."""
+    return namespace + CHANNEL
 
 
 def add_local_listener(listener: Callable[[], None]) -> None:
@@ -34,9 +41,11 @@ def _publish() -> None:
     if settings.REDIS_URL:
         import redis
 
+        from gateway import installation
+
         try:
             with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2) as client:
-                client.publish(CHANNEL, b"all")
+                client.publish(channel(installation.redis_prefix()), b"all")
         except redis.RedisError:
             # The other processes' TTL (CATALOG_CACHE_TTL) still bounds how long they serve stale data.
             logger.warning("could not publish a catalog invalidation; other processes refresh within the cache TTL")

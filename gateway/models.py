@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from gateway import netpolicy
+
 
 def validate_http_url(value: str) -> None:
     """An http(s) URL with a host. Unlike URLValidator, hosts without a dot are fine
@@ -19,6 +21,15 @@ def validate_http_url(value: str) -> None:
         raise ValidationError("Enter an http:// or https:// URL with a host name.", code="invalid")
     if parts.username or parts.password:
         raise ValidationError("Put credentials in the API key, not in the URL.", code="invalid")
+    # An IP-literal host, by the rules connections are checked by (gateway/netpolicy.py).
+    if (address := netpolicy.parse_address(parts.hostname)) is not None and (
+        reason := netpolicy.refusal(address)
+    ) is not None:
+        raise ValidationError(
+            f"{address} is {reason}; the gateway does not connect to it"
+            + ("." if "metadata" in reason else " unless UPSTREAM_ALLOW_PRIVATE_NETWORKS is on."),
+            code="forbidden_address",
+        )
 
 
 public_name_validator = RegexValidator(
@@ -461,3 +472,53 @@ class IdpGroups(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {len(self.groups)} groups"
+
+
+class Installation(models.Model):
+    """This installation's identity: one row, made by a migration with a random id. Every key the
+    gateway writes into Redis starts with it (gateway/installation.py), so two installations
+    sharing a Redis server, or a database restored next to its original, never share counters."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    installation_id = models.UUIDField(unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="one_installation_row")]
+
+    def __str__(self) -> str:
+        return f"installation {self.installation_id}"
+
+
+class AuditEvent(models.Model):
+    """One administrative change: who, what, to which object, before and after (secrets masked).
+
+    Append-only (database triggers refuse UPDATE and DELETE) and hash-chained: each row stores the
+    previous row's hash and its own, a SHA-256 over a canonical JSON of its content (gateway/audit/
+    chain.py), so `manage.py verify_audit` finds a row that was changed, inserted or removed."""
+
+    created_at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=16)
+    actor_id = models.CharField("actor ID", max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField("object ID", max_length=64, blank=True)
+    object_label = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=16)
+    request_id = models.CharField("request ID", max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit event"
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="auditevent_object"),
+            models.Index(fields=["actor_type", "actor_id"], name="auditevent_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id} by {self.actor_label or self.actor_type}"

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 
 @functools.lru_cache(maxsize=8)
-def content_security_policy(issuer: str = "") -> str:
+def content_security_policy(issuer: str = "", report_uri: str = "") -> str:
     """`form-action` lists the identity provider (ISSUER's origin): browsers apply it to the
     redirect that follows a form post (signing in goes to its authorization endpoint, signing out
     to its end_session_endpoint; both are on the issuer's origin at the providers we know)."""
@@ -21,20 +21,21 @@ def content_security_policy(issuer: str = "") -> str:
     if issuer:
         parts = urlsplit(issuer)
         form_targets.append(f"{parts.scheme}://{parts.netloc}")
-    return "; ".join(
-        [
-            "default-src 'self'",
-            "script-src 'self'",
-            "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data:",
-            "font-src 'self'",
-            "connect-src 'self'",
-            "object-src 'none'",
-            "base-uri 'self'",
-            "frame-ancestors 'none'",
-            "form-action " + " ".join(form_targets),
-        ]
-    )
+    directives = [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+        "form-action " + " ".join(form_targets),
+    ]
+    if report_uri:
+        directives.append(f"report-uri {report_uri}")
+    return "; ".join(directives)
 
 
 class SecurityHeaders:
@@ -45,7 +46,8 @@ class SecurityHeaders:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", content_security_policy(settings.OIDC_ISSUER))
+        header = "Content-Security-Policy-Report-Only" if settings.CSP_REPORT_ONLY else "Content-Security-Policy"
+        response.headers.setdefault(header, content_security_policy(settings.OIDC_ISSUER, settings.CSP_REPORT_URI))
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gateway import (
+    audit,
     bulk_insert,
     crypto,
     guardrail_policy,
@@ -85,6 +86,16 @@ def _save(instance: Any, *, exclude: Iterable[str] = ()) -> Any:
     return instance
 
 
+_PROJECT = {"many": ("allowed_models",)}
+_KEY = {"many": ("allowed_models",)}
+
+
+def _model_state(model: Model) -> dict[str, Any] | None:
+    """A public model with its deployments (provider, upstream name, weights, prices, timeouts)."""
+    deployments = [audit.snapshot(d, exclude=("model", "created_at")) for d in model.deployments.order_by("id")]
+    return audit.snapshot(model, extra={"deployments": deployments})
+
+
 def _models_by_name(names: Iterable[str], *, field: str = "allowed_models") -> list[Model]:
     wanted = list(dict.fromkeys(names))
     found = {m.name: m for m in Model.objects.filter(name__in=wanted)}
@@ -98,21 +109,26 @@ def _models_by_name(names: Iterable[str], *, field: str = "allowed_models") -> l
 
 @transaction.atomic(durable=True)
 def create_business_unit(*, name: str) -> BusinessUnit:
-    return _save(BusinessUnit(name=name.strip()))
+    unit = _save(BusinessUnit(name=name.strip()))
+    audit.record(action="business_unit.create", target=unit, after=audit.snapshot(unit))
+    return unit
 
 
 @transaction.atomic(durable=True)
 def update_business_unit(*, unit: BusinessUnit, name: str | None = None) -> BusinessUnit:
+    before = audit.stored_snapshot(unit)
     if name is not None:
         unit.name = name.strip()
-    return _save(unit)
+    _save(unit)
+    audit.record(action="business_unit.update", target=unit, before=before, after=audit.snapshot(unit))
+    return unit
 
 
 @transaction.atomic(durable=True)
 def delete_business_unit(*, unit: BusinessUnit) -> None:
     if unit.projects.exists():
         raise ValidationFailed("This business unit still has projects; move or delete them first.")
-    unit.delete()
+    audit.record_deletion(action="business_unit.delete", target=unit, delete=unit.delete)
 
 
 # --- projects and members ---
@@ -162,6 +178,7 @@ def create_project_in_transaction(
     project.log_retention_days = _checked_retention(log_retention_days)
     _save(project)
     project.allowed_models.set(_models_by_name(allowed_models))
+    audit.record(action="project.create", target=project, after=audit.snapshot(project, **_PROJECT))
     return project
 
 
@@ -179,6 +196,7 @@ def update_project(
 ) -> Project:
     """Change a project. The limits and `log_retention_days` may be set to None to remove them;
     `log_bodies` "" returns to the organisation's default (None leaves it as it is)."""
+    before = audit.stored_snapshot(project, **_PROJECT)
     if name is not None:
         project.name = name.strip()
     if business_unit is not None:
@@ -194,13 +212,15 @@ def update_project(
     _save(project)
     if allowed_models is not None:
         project.allowed_models.set(_models_by_name(allowed_models))
+    audit.record(action="project.update", target=project, before=before, after=audit.snapshot(project, **_PROJECT))
     publish_catalog_change()
     return project
 
 
 @transaction.atomic(durable=True)
 def delete_project(*, project: Project) -> None:
-    project.delete()
+    before = audit.stored_snapshot(project, **_PROJECT)
+    audit.record_deletion(action="project.delete", target=project, delete=project.delete, before=before)
     publish_catalog_change()
 
 
@@ -213,13 +233,17 @@ def add_member(*, project: Project, user: AbstractBaseUser, role: str = Membersh
 def add_member_in_transaction(
     *, project: Project, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
 ) -> Membership:
-    return _save(Membership(project=project, user=user, role=role))
+    membership = _save(Membership(project=project, user=user, role=role))
+    audit.record(action="membership.add", target=membership, after=audit.snapshot(membership))
+    return membership
 
 
 @transaction.atomic
 def allow_model_in_transaction(*, project: Project, model: Model) -> None:
     """Add one model to a project's allow-list (no change if it is there already)."""
+    before = audit.stored_snapshot(project, **_PROJECT)
     project.allowed_models.add(model)
+    audit.record(action="project.update", target=project, before=before, after=audit.snapshot(project, **_PROJECT))
     publish_catalog_change()
 
 
@@ -233,13 +257,16 @@ def lock_project(*, project_id: int) -> None:
 
 @transaction.atomic(durable=True)
 def change_member_role(*, membership: Membership, role: str) -> Membership:
+    before = audit.stored_snapshot(membership)
     membership.role = role
-    return _save(membership)
+    _save(membership)
+    audit.record(action="membership.role.change", target=membership, before=before, after=audit.snapshot(membership))
+    return membership
 
 
 @transaction.atomic(durable=True)
 def remove_member(*, membership: Membership) -> None:
-    membership.delete()
+    audit.record_deletion(action="membership.remove", target=membership, delete=membership.delete)
 
 
 # --- providers ---
@@ -261,7 +288,9 @@ def create_provider(
     if api_key:
         provider.api_key_encrypted = crypto.encrypt_secret(api_key)
     _check_provider(provider)
-    return _save(provider)
+    _save(provider)
+    audit.record(action="provider.create", target=provider, after=audit.snapshot(provider))
+    return provider
 
 
 @transaction.atomic(durable=True)
@@ -274,6 +303,8 @@ def update_provider(
     approved: bool | None = None,
     api_version: str | None = None,
 ) -> Provider:
+    """Change a provider. A new `api_key` alone is recorded as `provider.secret.rotate`."""
+    before = audit.stored_snapshot(provider)
     if name is not None:
         provider.name = name.strip()
     if base_url is not None:
@@ -286,6 +317,12 @@ def update_provider(
         provider.api_version = api_version.strip()
     _check_provider(provider)
     _save(provider)
+    after = audit.snapshot(provider)
+    changed = audit.changed_fields(before, after)
+    secret_only = api_key is not None and before is not None and changed <= {"api_key_encrypted"}
+    action = "provider.secret.rotate" if secret_only else "provider.update"
+    extra = {"api_key_changed": True} if api_key is not None else {}
+    audit.record(action=action, target=provider, before=before, after={**(after or {}), **extra})
     publish_catalog_change()
     return provider
 
@@ -302,7 +339,7 @@ def _check_provider(provider: Provider) -> None:
 def delete_provider(*, provider: Provider) -> None:
     if provider.deployments.exists():
         raise ValidationFailed("This provider still serves deployments; remove them first.")
-    provider.delete()
+    audit.record_deletion(action="provider.delete", target=provider, delete=provider.delete)
     publish_catalog_change()
 
 
@@ -313,6 +350,8 @@ def rotate_provider_secrets() -> int:
     for provider in providers:
         provider.api_key_encrypted = crypto.rotate_secret(provider.api_key_encrypted, what=f"provider {provider.name}")
         provider.save(update_fields=["api_key_encrypted", "updated_at"])
+        state = audit.snapshot(provider)
+        audit.record(action="provider.secret.reencrypt", target=provider, before=state, after=state)
     return len(providers)
 
 
@@ -364,6 +403,7 @@ def create_model(
     model.fallbacks = _checked_fallbacks(model, fallbacks)
     model.save(update_fields=["fallbacks"])
     _replace_deployments(model=model, deployments=deployments)
+    audit.record(action="model.create", target=model, after=_model_state(model))
     publish_catalog_change()
     return model
 
@@ -380,6 +420,7 @@ def update_model(
     deployments: Iterable[DeploymentSpec] | None = None,
 ) -> Model:
     """Change a model. `context_window` and `default_max_tokens` may be set to None to clear them."""
+    before = _model_state(Model.objects.get(pk=model.pk))
     if description is not None:
         model.description = description
     if context_window is not _UNSET:
@@ -393,6 +434,7 @@ def update_model(
     _save(model)
     if deployments is not None:
         _replace_deployments(model=model, deployments=deployments)
+    audit.record(action="model.update", target=model, before=before, after=_model_state(model))
     publish_catalog_change()
     return model
 
@@ -456,9 +498,11 @@ def set_deployment_prices(
     cached_input_price: Decimal | None = None,
 ) -> Deployment:
     """Set (or clear, with None) a deployment's prices per million tokens."""
+    before = audit.stored_snapshot(deployment)
     for name, price in zip(_PRICES, (input_price, output_price, cached_input_price), strict=True):
         setattr(deployment, name, _price(price, field=name, column=name))
     _save(deployment)
+    audit.record(action="deployment.prices.update", target=deployment, before=before, after=audit.snapshot(deployment))
     publish_catalog_change()
     return deployment
 
@@ -474,7 +518,8 @@ def check_model_health(*, model: Model) -> None:
 
 @transaction.atomic(durable=True)
 def delete_model(*, model: Model) -> None:
-    model.delete()
+    before = _model_state(Model.objects.get(pk=model.pk))
+    audit.record_deletion(action="model.delete", target=model, delete=model.delete, before=before)
     publish_catalog_change()
 
 
@@ -523,6 +568,7 @@ def create_virtual_key(
         )
     )
     key.allowed_models.set(models)
+    audit.record(action="key.create", target=key, after=audit.snapshot(key, **_KEY))
     return IssuedKey(key=key, secret=secret)
 
 
@@ -531,8 +577,10 @@ def set_key_limits(
     *, key: VirtualKey, rpm_limit: int | None, tpm_limit: int | None, max_streams: int | None
 ) -> VirtualKey:
     """Set (None: remove) a key's requests and tokens per minute and its concurrent-stream cap."""
+    before = audit.stored_snapshot(key, **_KEY)
     key.rpm_limit, key.tpm_limit, key.max_streams = rpm_limit, tpm_limit, max_streams
     _save(key)
+    audit.record(action="key.update", target=key, before=before, after=audit.snapshot(key, **_KEY))
     publish_catalog_change()
     return key
 
@@ -540,9 +588,10 @@ def set_key_limits(
 @transaction.atomic(durable=True)
 def revoke_key(*, key: VirtualKey) -> VirtualKey:
     """Revoke a key. Idempotent: a second revocation keeps the first time."""
-    if key.revoked_at is None:
-        VirtualKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        key.refresh_from_db(fields=["revoked_at"])
+    before = audit.stored_snapshot(key, **_KEY)
+    if VirtualKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        audit.record(action="key.revoke", target=key, before=before, after=audit.stored_snapshot(key, **_KEY))
+    key.refresh_from_db(fields=["revoked_at"])
     publish_catalog_change()
     return key
 
@@ -581,15 +630,23 @@ def rotate_key(
         )
     )
     new_key.allowed_models.set(locked.allowed_models.all())
+    before = audit.snapshot(locked, **_KEY)
     VirtualKey.objects.filter(pk=locked.pk).update(expires_at=ends)
     key.expires_at = ends
+    audit.record(
+        action="key.rotate",
+        target=locked,
+        before=before,
+        after=(audit.stored_snapshot(locked, **_KEY) or {}) | {"replaced_by_id": new_key.pk},
+    )
     publish_catalog_change()
     return IssuedKey(key=new_key, secret=secret)
 
 
 @transaction.atomic(durable=True)
 def delete_key(*, key: VirtualKey) -> None:
-    key.delete()
+    before = audit.stored_snapshot(key, **_KEY)
+    audit.record_deletion(action="key.delete", target=key, delete=key.delete, before=before)
     publish_catalog_change()
 
 
@@ -619,14 +676,19 @@ def issue_admin_token(*, username: str) -> IssuedToken:
     token = AdminToken.objects.create(
         user=user, prefix=display_prefix(secret, ADMIN_TOKEN_PREFIX), token_hash=digest(secret)
     )
+    audit.record(
+        action="admin_token.create", target=token, after=audit.snapshot(token, extra={"user_created": created})
+    )
     return IssuedToken(token=token, secret=secret)
 
 
 @transaction.atomic(durable=True)
 def revoke_admin_token(*, token: AdminToken) -> None:
     if token.revoked_at is None:
+        before = audit.stored_snapshot(token)
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit.record(action="admin_token.revoke", target=token, before=before, after=audit.snapshot(token))
 
 
 # --- request logs (written in batches by the proxy's log buffer) ---
@@ -770,7 +832,8 @@ def set_guardrail_policy(*, project: Project | None, data: Mapping[str, Any] | N
         if project is None:
             raise ValidationFailed("The organisation's policy cannot be removed; set its checks to off instead.")
         with transaction.atomic(durable=True):
-            GuardrailPolicy.objects.filter(project=project).delete()
+            if (own := GuardrailPolicy.objects.select_for_update().filter(project=project).first()) is not None:
+                audit.record_deletion(action="guardrail_policy.delete", target=own, delete=own.delete)
         publish_catalog_change()
         return None
     policy = guardrail_policy.validate(data)
@@ -778,10 +841,13 @@ def set_guardrail_policy(*, project: Project | None, data: Mapping[str, Any] | N
     with transaction.atomic(durable=True):
         row = GuardrailPolicy.objects.select_for_update().filter(scope=scope, project=project).first()
         row = row or GuardrailPolicy(scope=scope, project=project)
+        before = audit.snapshot(row) if row.pk else None
         row.input, row.output, row.denylist = policy.input, policy.output, list(policy.denylist)
         row.restore_redactions, row.max_input_tokens = policy.restore_redactions, policy.max_input_tokens
         row.classifier_model, row.classifier_kind = policy.classifier_model, policy.classifier_kind
         row.denied_betas = list(policy.denied_betas)
         row.save()
+        action = "guardrail_policy.update" if before is not None else "guardrail_policy.create"
+        audit.record(action=action, target=row, before=before, after=audit.snapshot(row))
     publish_catalog_change()
     return row

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from gateway.env import env_bool, env_float, env_int, env_list, env_secret, env_str, is_set
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -45,6 +47,25 @@ elif not SECRET_KEY:
 elif not SECRETS_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("SECRETS_ENCRYPTION_KEY must be set when DATABASE_URL is set (production profile).")
 
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    """Each key must be a Fernet key, so a typo stops startup here rather than failing the first
+    provider write with a 500. The message never repeats a key."""
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.strip().encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"SECRETS_ENCRYPTION_KEY: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                'base64-encoded bytes; make one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())")'
+            ) from None
+
+
+_check_fernet_keys(SECRETS_ENCRYPTION_KEYS)
+
 DEBUG = env_bool("DEBUG", EMBEDDED)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -73,12 +94,14 @@ INSTALLED_APPS = [
 # The full stack serves the portal, the admin and the management API. /v1 never sees it:
 # gateway/asgi.py sends it to a lean handler with no middleware at all.
 MIDDLEWARE = [
+    "gateway.probe_middleware.HealthProbes",  # first: probes by pod IP pass no host check
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "gateway.audit.middleware.AuditContextMiddleware",  # who changes what, from where (audit log)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -107,8 +130,24 @@ TEMPLATES = [
     },
 ]
 
+
+def _database(url: str) -> dict:
+    """DATABASE_URL parsed; a URL that is not PostgreSQL's or SQLite's stops startup. The message
+    never repeats the URL (it holds the password)."""
+    try:
+        parsed = dj_database_url.parse(url)
+    except Exception:  # dj_database_url raises several kinds, all meaning "not a database URL"
+        parsed = {}
+    if parsed.get("ENGINE") not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/NAME, special "
+            "characters in the password %-encoded) or sqlite:///PATH."
+        )
+    return parsed
+
+
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL)
+    "default": _database(DATABASE_URL)
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "gateway.sqlite3"}
 }
@@ -131,8 +170,16 @@ if EMBEDDED:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix:// (redis://HOST:6379/0).")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_FUNCTION": "gateway.installation.cache_key",  # i:<installation id>: first
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
@@ -249,10 +296,46 @@ SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not EMBEDDED and env_bool("SECURE_COOKIES", True)
+# HTTPS (Django's SecurityMiddleware; README "Security headers"). Off unless set: turning HSTS on
+# commits browsers to HTTPS for SECURE_HSTS_SECONDS, so it is the operator's decision.
+# `manage.py check --deploy` warns about each one left unset; a variable set explicitly (to 0 or
+# false) is a decision, not an oversight, and its warning is silenced.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and scrapes come over plain HTTP from inside the network (the probes are also answered
+# before the redirect, by gateway.probe_middleware).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SILENCED_SYSTEM_CHECKS = [
+    check
+    for variable, check in (
+        ("SECURE_HSTS_SECONDS", "security.W004"),
+        ("SECURE_HSTS_INCLUDE_SUBDOMAINS", "security.W005"),
+        ("SECURE_SSL_REDIRECT", "security.W008"),
+        ("SECURE_COOKIES", "security.W012"),
+        ("SECURE_COOKIES", "security.W016"),
+        ("SECURE_HSTS_PRELOAD", "security.W021"),
+    )
+    if is_set(variable)
+]
+# Content-Security-Policy (gateway/security.py): CSP_REPORT_URI adds a report-uri directive;
+# CSP_REPORT_ONLY sends the policy as Content-Security-Policy-Report-Only (to try a change).
+CSP_REPORT_URI = env_str("CSP_REPORT_URI", "").strip()
+if CSP_REPORT_URI and (
+    not CSP_REPORT_URI.startswith(("https://", "http://", "/")) or any(c in CSP_REPORT_URI for c in " ;,")
+):
+    raise ImproperlyConfigured(
+        f"CSP_REPORT_URI must be an http(s) URL or a path without spaces, ';' or ',', got {CSP_REPORT_URI!r}"
+    )
+CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
 
 # Text lines in the embedded profile, one JSON object per line (with the request id) in production.
 # Every line passes the secret scrubber first (gateway/telemetry/logs.py).
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if EMBEDDED else "json")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {LOG_LEVEL!r}")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured("LOG_FORMAT must be text or json.")
 LOGGING = {
@@ -270,7 +353,7 @@ LOGGING = {
             "filters": ["scrub_secrets"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
@@ -282,6 +365,17 @@ UPSTREAM_TIMEOUT = env_float("UPSTREAM_TIMEOUT", 600.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
 UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, minimum=1024)
 CATALOG_CACHE_TTL = env_float("CATALOG_CACHE_TTL", 30.0)
+# Upstreams on loopback, link-local and private addresses (self-hosted vLLM, Ollama, TGI) are
+# refused at connect time unless this is on; cloud metadata addresses always are (gateway/netpolicy.py).
+UPSTREAM_ALLOW_PRIVATE_NETWORKS = env_bool("UPSTREAM_ALLOW_PRIVATE_NETWORKS", False)
+# Failed authentications per client address (/v1 keys, admin and portal sign-in): after
+# AUTH_FAILURE_LIMIT failures within AUTH_FAILURE_WINDOW seconds, 429 until the window ends.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 20, minimum=1)
+AUTH_FAILURE_WINDOW = env_int("AUTH_FAILURE_WINDOW", 300, minimum=1)
+# Reverse proxies in front of the gateway that append to X-Forwarded-For (0: the peer is the client).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# The portal's sign-in (allauth) counts failures by the same rules, per address and per username.
+ACCOUNT_RATE_LIMITS = {"login_failed": f"{AUTH_FAILURE_LIMIT}/{AUTH_FAILURE_WINDOW}s/ip,5/300s/key"}
 # How long keys and models already read keep serving past their TTL while the database is away
 CATALOG_STALE_GRACE = env_float("CATALOG_STALE_GRACE", 600.0)
 # The longest a request waits for a first read of a key, the models or a budget (gateway/hotcache.py),
@@ -326,10 +420,30 @@ LOG_RETENTION_DAYS = env_int("LOG_RETENTION_DAYS", 30, minimum=1)
 
 # --- Billing (billing/) ---
 BILLING_CURRENCY = env_str("BILLING_CURRENCY", "EUR")
+if not re.fullmatch(r"[A-Z]{3}", BILLING_CURRENCY):
+    raise ImproperlyConfigured(
+        f"BILLING_CURRENCY must be an ISO 4217 code (three capital letters), got {BILLING_CURRENCY!r}"
+    )
 # Price per million tokens charged for a deployment that has none. Empty: such a model is refused
 # for projects with a budget and logged with no cost elsewhere (never silently free).
-BILLING_DEFAULT_INPUT_PRICE = env_str("BILLING_DEFAULT_INPUT_PRICE", "")
-BILLING_DEFAULT_OUTPUT_PRICE = env_str("BILLING_DEFAULT_OUTPUT_PRICE", "")
+BILLING_DEFAULT_INPUT_PRICE = env_str("BILLING_DEFAULT_INPUT_PRICE", "").strip()
+BILLING_DEFAULT_OUTPUT_PRICE = env_str("BILLING_DEFAULT_OUTPUT_PRICE", "").strip()
+for _name, _raw_price in (
+    ("BILLING_DEFAULT_INPUT_PRICE", BILLING_DEFAULT_INPUT_PRICE),
+    ("BILLING_DEFAULT_OUTPUT_PRICE", BILLING_DEFAULT_OUTPUT_PRICE),
+):
+    try:
+        _price = Decimal(_raw_price) if _raw_price else Decimal(0)
+    except InvalidOperation:
+        _price = Decimal("NaN")
+    if not _price.is_finite() or _price < 0:
+        raise ImproperlyConfigured(
+            f"{_name} must be a price per million tokens (a decimal number, 0 or more), got {_raw_price!r}"
+        )
+if bool(BILLING_DEFAULT_INPUT_PRICE) != bool(BILLING_DEFAULT_OUTPUT_PRICE):
+    raise ImproperlyConfigured(
+        "BILLING_DEFAULT_INPUT_PRICE and BILLING_DEFAULT_OUTPUT_PRICE are set together or not at all."
+    )
 # How long a budget reservation lives when its process dies before settling it (seconds)
 BUDGET_RESERVATION_TTL = env_float("BUDGET_RESERVATION_TTL", 900.0)
 # How long a budget lease (billing/budget.py) outlives the last sign of life of its process (seconds)

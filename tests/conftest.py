@@ -38,6 +38,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_redis)
 
 
+INSTALLATION_ID = uuid.uuid4()  # this run's: runs sharing a Redis server never meet
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _installation_namespace() -> None:
+    """This run's Redis namespace, without a database read: tests of the Redis scripts alone need
+    no database. The database path has its tests in tests/ops_scale/test_installation_namespace.py."""
+    from gateway import installation
+
+    installation.pin(installation.prefix_for(INSTALLATION_ID))
+
+
+@pytest.fixture(autouse=True)
+def _installation_row(request: pytest.FixtureRequest) -> None:
+    """Tests with a database hold this run's id in it too (a transactional test's flush deletes
+    the row), so gateway processes they start read the namespace this process uses."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from gateway.models import Installation
+
+    Installation.objects.update_or_create(id=1, defaults={"installation_id": INSTALLATION_ID})
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):  # type: ignore[no-untyped-def]
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -62,6 +85,19 @@ def _fresh_proxy_caches(settings) -> Iterator[None]:  # type: ignore[no-untyped-
     budget.reset()
     scrub.reset()
     dbstate.reset()
+
+
+@pytest.fixture(autouse=True)
+def _test_network_and_limits(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Mock upstreams listen on 127.0.0.1 (a private address), and many tests send bad keys from
+    127.0.0.1: tests of the network policy and the failure limits set these back themselves."""
+    from gateway.proxy import auth_throttle
+
+    settings.UPSTREAM_ALLOW_PRIVATE_NETWORKS = True
+    settings.AUTH_FAILURE_LIMIT = 1_000_000
+    auth_throttle.reset()
+    yield
+    auth_throttle.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -21,5 +21,6 @@ def gateway_environment(**env: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "BUDGET_REDIS_PREFIX": settings.BUDGET_REDIS_PREFIX,
         "LOG_FLUSH_INTERVAL": "0.1",
+        "UPSTREAM_ALLOW_PRIVATE_NETWORKS": "true",  # mock upstreams listen on 127.0.0.1
         **env,
     }

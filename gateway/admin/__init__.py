@@ -182,11 +182,24 @@ class BusinessUnitAdmin(ServiceAdmin):
         return ", ".join(user.get_username() for user in unit.managers.all()) or "—"
 
     def save_model(self, request: HttpRequest, obj: BusinessUnit, form: forms.ModelForm, change: bool) -> None:
-        # The managers are saved by save_related (no service owns them).
+        # The managers are saved by save_related.
         if change:
             services.update_business_unit(unit=obj, name=obj.name)
         else:
             _adopt(obj, services.create_business_unit(name=obj.name))
+
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: Sequence[BaseInlineFormSet], change: bool
+    ) -> None:
+        """Managers one by one through the identity services, as the management API adds and removes
+        them (each change audited; a manager added here is kept whatever the identity provider says)."""
+        unit = form.instance
+        wanted = {user.pk: user for user in form.cleaned_data.get("managers") or []}
+        current = {user.pk: user for user in unit.managers.all()}
+        for pk in sorted(current.keys() - wanted.keys()):
+            identity.remove_business_unit_manager(unit=unit, user=current[pk])
+        for pk in sorted(wanted.keys() - current.keys()):
+            identity.add_business_unit_manager(unit=unit, user=wanted[pk])
 
     def delete_model(self, request: HttpRequest, obj: BusinessUnit) -> None:
         services.delete_business_unit(unit=obj)
@@ -1035,3 +1048,6 @@ class RoleMappingAdmin(ServiceAdmin):
 
     def delete_model(self, request: HttpRequest, obj: RoleMapping) -> None:
         identity.delete_role_mapping(mapping=obj)
+
+
+from gateway.admin import audit as audit  # noqa: E402 - registers the audit log (read-only)

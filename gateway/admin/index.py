@@ -45,8 +45,8 @@ TASKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "Logs",
-        "Every proxied request, and every step of every access or credit request.",
-        ("gateway.RequestLog", "approvals.RequestEvent"),
+        "Every proxied request, every step of every access or credit request, every administrative change.",
+        ("gateway.RequestLog", "approvals.RequestEvent", "gateway.AuditEvent"),
     ),
 )
 OTHERS = ("People and sign-in", "Users, groups and what the sign-in libraries keep.")

@@ -13,6 +13,7 @@ from ninja.openapi.schema import OpenAPISchema
 
 from gateway.admin_api import (
     ai_models,
+    audit,
     business_units,
     errors,
     guardrails,
@@ -60,6 +61,7 @@ api.add_router("/request-logs", request_logs.router)
 api.add_router("/users", users.router)
 api.add_router("/role-mappings", role_mappings.router)
 api.add_router("", guardrails.router)
+api.add_router("", audit.router)
 # By dotted path: the gateway never imports billing or approvals.
 api.add_router("", "billing.budget_api.router")
 api.add_router("/reports", "billing.api.reports_router")

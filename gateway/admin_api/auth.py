@@ -11,7 +11,8 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from gateway import selectors, sso
-from gateway.secrets_format import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX
+from gateway.audit import context as audit_context
+from gateway.secrets_format import ADMIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX, display_prefix
 
 
 class AdminTokenAuth(HttpBearer):
@@ -35,4 +36,13 @@ class AdminTokenAuth(HttpBearer):
                 raise HttpError(503, f"{exc} Try again, or use an admin token (manage.py issue_admin_token).") from None
         if user is not None:
             request.user = user
+            audit_context.set_actor(_actor(user, token))
         return user
+
+
+def _actor(user: Any, token: str) -> audit_context.Actor:
+    """Who the audit log names: the admin token (its display prefix) or the IdP bearer's user."""
+    if token.startswith(ADMIN_TOKEN_PREFIX):
+        label = f"{display_prefix(token, ADMIN_TOKEN_PREFIX)}… ({user.get_username()})"
+        return audit_context.Actor(audit_context.ActorType.ADMIN_TOKEN, str(user.pk), label)
+    return audit_context.Actor(audit_context.ActorType.OIDC, str(user.pk), user.get_username())

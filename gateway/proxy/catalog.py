@@ -19,9 +19,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from gateway import scrub, selectors
+from gateway import installation, scrub, selectors
 from gateway.hotcache import DatabaseAway, HotCache
-from gateway.invalidation import CHANNEL, add_local_listener
+from gateway.invalidation import add_local_listener, channel
+from gateway.proxy import auth_throttle
 from gateway.proxy.errors import AuthenticationFailed, NotFound, PermissionDenied, ProxyError, ServiceUnavailable
 from gateway.selectors import DeploymentSnapshot, KeySnapshot, ModelSnapshot
 
@@ -67,9 +68,15 @@ async def _catalog() -> dict[str, ModelSnapshot]:
 
 
 async def authenticate(secret: str | None) -> KeySnapshot:
+    """The key `secret` names, or the 401 that says why not (a 429 once its address failed too often,
+    gateway/proxy/auth_throttle.py: only failures cost anything there)."""
+    auth_throttle.check()
     if not secret:
-        raise AuthenticationFailed(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-sym-...', 'api-key' or 'x-api-key'."
+        raise await auth_throttle.failed(
+            AuthenticationFailed(
+                "You didn't provide an API key. "
+                "Send it as 'Authorization: Bearer sk-sym-...', 'api-key' or 'x-api-key'."
+            )
         )
     _listener.ensure_started()
     try:
@@ -83,12 +90,16 @@ async def authenticate(secret: str | None) -> KeySnapshot:
             logger.exception("loading a virtual key failed")
         raise ServiceUnavailable("The gateway cannot check API keys right now; try again shortly.") from exc
     if key is None:
-        raise AuthenticationFailed("Incorrect API key provided. Check the key, or ask your project owner for one.")
+        raise await auth_throttle.failed(
+            AuthenticationFailed("Incorrect API key provided. Check the key, or ask your project owner for one.")
+        )
     if key.revoked:
-        raise AuthenticationFailed(f"The API key {key.prefix}… has been revoked.")
+        raise await auth_throttle.failed(AuthenticationFailed(f"The API key {key.prefix}… has been revoked."))
     now = datetime.now(UTC)
     if not key.is_active(now):
-        raise AuthenticationFailed(f"The API key {key.prefix}… expired at {key.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
+        raise await auth_throttle.failed(
+            AuthenticationFailed(f"The API key {key.prefix}… expired at {key.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
+        )
     return key
 
 
@@ -170,9 +181,10 @@ class _InvalidationListener:
         delay = 0.5
         while True:
             try:
+                namespace = await installation.aredis_prefix()
                 client = redis.Redis.from_url(settings.REDIS_URL)
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(channel(namespace))
                     invalidate()  # anything may have changed while we were not listening
                     delay = 0.5
                     async for message in pubsub.listen():

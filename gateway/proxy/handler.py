@@ -37,7 +37,7 @@ from django.http.request import HttpHeaders
 from django.http.response import HttpResponseBase
 
 from gateway import scrub
-from gateway.proxy import endpoints, logbuffer
+from gateway.proxy import auth_throttle, endpoints, logbuffer
 from gateway.proxy.dialects.anthropic_messages import error_response as anthropic_error
 from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id, presented_key
@@ -49,7 +49,11 @@ View = Callable[..., Awaitable[HttpResponseBase]]
 ROUTES: dict[tuple[str, str], View] = {
     ("POST", "/v1/chat/completions"): endpoints.chat_completions,
     ("POST", "/v1/embeddings"): endpoints.embeddings,
+    ("POST", "/v1/responses"): endpoints.create_response,
     ("POST", "/v1/messages"): endpoints.create_message,
+    ("POST", "/v1/completions"): endpoints.completions,
+    ("POST", "/v1/messages/count_tokens"): endpoints.count_message_tokens,
+    ("POST", "/v1/moderations"): endpoints.moderations,
     ("GET", "/v1/models"): endpoints.list_models,
 }
 PREFIXED: dict[tuple[str, str], tuple[View, str]] = {
@@ -223,6 +227,7 @@ class ProxyHandler:
             await _send_response(_render(routed, path), send)
             return
         view, arguments = routed
+        auth_throttle.current_scope.set(scope)  # whom failed authentications count against
         request = ProxyRequest(scope, body)
         current = asyncio.current_task()
         assert current is not None

@@ -12,6 +12,7 @@ import functools
 import aiohttp
 from django.conf import settings
 
+from gateway import netpolicy
 from gateway.selectors import DeploymentSnapshot
 
 _session: aiohttp.ClientSession | None = None
@@ -26,6 +27,9 @@ def session() -> aiohttp.ClientSession:
             ttl_dns_cache=300,
             keepalive_timeout=30,
             enable_cleanup_closed=True,
+            # Every new connection's address, after DNS, against the network policy (metadata,
+            # loopback, link-local, private; gateway/netpolicy.py): pooled connections pay nothing.
+            socket_factory=netpolicy.guarded_socket,
         )
         _session = aiohttp.ClientSession(
             connector=connector,

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from gateway import redis_scripts
+from gateway import installation, redis_scripts
 from gateway.proxy.errors import ProxyError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,9 @@ def acquire_locally(*, limits: Limits, tokens: int, stream: bool) -> Ticket | No
     if tokens < 0:
         raise ValueError("tokens must not be negative")
     wants_slot = stream and limits.key_max_streams is not None
-    scopes = _scopes(limits)
+    if (namespace := installation.cached_prefix()) is None:
+        return None  # this process's first request: acquire() reads the installation id, once
+    scopes = _scopes(limits, namespace)
     if not scopes and not wants_slot:
         return Ticket(limits=limits, tokens=tokens)
     if not wants_slot and _leases:
@@ -185,10 +187,14 @@ def acquire_locally(*, limits: Limits, tokens: int, stream: bool) -> Ticket | No
 
 async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
     """Count one request reserving `tokens` against every limit, or raise RateLimited and count nothing."""
+    try:
+        namespace = await installation.aredis_prefix()
+    except installation.InstallationUnknown as exc:
+        raise RateLimiterUnavailable("The rate limiter is unavailable; please retry shortly.") from exc
     ticket = acquire_locally(limits=limits, tokens=tokens, stream=stream)
     if ticket is not None:
         return ticket
-    scopes = _scopes(limits)
+    scopes = _scopes(limits, namespace)
     wants_slot = stream and limits.key_max_streams is not None
     ticket_id = secrets.token_hex(8) if wants_slot else ""
     window_ms = _ms(limits.window_seconds)
@@ -207,7 +213,7 @@ async def acquire(*, limits: Limits, tokens: int, stream: bool) -> Ticket:
     args.append(1 if want else 0)
     keys = list(group)
     if wants_slot:
-        keys.append(_streams_key(limits))
+        keys.append(_streams_key(limits, namespace))
 
     if want:
         _asking.add(group)
@@ -294,10 +300,10 @@ async def release_stream(ticket: Ticket) -> None:
     if not ticket.holds_stream:
         return
     ticket.holds_stream = False
-    key = _streams_key(ticket.limits)
     try:
+        key = _streams_key(ticket.limits, await installation.aredis_prefix())
         await redis_scripts.command("ZREM", key, ticket.id)
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, installation.InstallationUnknown) as exc:
         _warn_unavailable(exc)  # the slot frees itself when its lease runs out
 
 
@@ -308,10 +314,10 @@ async def refresh_stream(ticket: Ticket) -> None:
     if not ticket.holds_stream or clock - ticket._refreshed < lease / 3:
         return
     ticket._refreshed = clock
-    keys, args = [_streams_key(ticket.limits)], [_ms(lease), ticket.id]
     try:
+        keys, args = [_streams_key(ticket.limits, await installation.aredis_prefix())], [_ms(lease), ticket.id]
         await redis_scripts.run(_REFRESH, keys, args)
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, installation.InstallationUnknown) as exc:
         _warn_unavailable(exc)
 
 
@@ -324,7 +330,7 @@ def reset() -> None:
     """Forget the in-process counters and this process's slices (tests)."""
     _leases.clear()
     _asking.clear()
-    redis_scripts.forget_in_process("rl:*")
+    redis_scripts.forget_in_process("i:*:rl:*")
 
 
 # --- leases ---
@@ -453,18 +459,22 @@ redis_scripts.before_close(_give_all_back)
 _scope_cache: dict[Limits, tuple[_Scope, ...]] = {}
 
 
-def _scopes(limits: Limits) -> tuple[_Scope, ...]:
+def _scopes(limits: Limits, namespace: str) -> tuple[_Scope, ...]:
     found = _scope_cache.get(limits)
     if found is None:
         if len(_scope_cache) >= 10_000:
             _scope_cache.clear()
-        found = _scope_cache[limits] = _make_scopes(limits)
+        found = _scope_cache[limits] = _make_scopes(limits, namespace)
     return found
 
 
-def _make_scopes(limits: Limits) -> tuple[_Scope, ...]:
-    # One hash tag per project: every key a check touches lives in the same Redis Cluster slot.
-    tag = f"rl:{{p{limits.project_id}}}"
+installation.on_change(_scope_cache.clear)  # keys made with the old namespace go
+
+
+def _make_scopes(limits: Limits, namespace: str) -> tuple[_Scope, ...]:
+    # One hash tag per project: every key a check touches lives in the same Redis Cluster slot
+    # (the installation's namespace, `i:<id>:`, has no braces, so the tag stays the project's).
+    tag = f"{namespace}rl:{{p{limits.project_id}}}"
     scopes = []
     if limits.key_rpm is not None or limits.key_tpm is not None:
         scopes.append(_Scope("key", f"{tag}:key:{limits.key_id}", limits.key_rpm, limits.key_tpm))
@@ -473,8 +483,8 @@ def _make_scopes(limits: Limits) -> tuple[_Scope, ...]:
     return tuple(scopes)
 
 
-def _streams_key(limits: Limits) -> str:
-    return f"rl:{{p{limits.project_id}}}:streams:{limits.key_id}"
+def _streams_key(limits: Limits, namespace: str) -> str:
+    return f"{namespace}rl:{{p{limits.project_id}}}:streams:{limits.key_id}"
 
 
 def _refusal(

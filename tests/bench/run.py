@@ -148,6 +148,7 @@ def gateway_env() -> dict[str, str]:
         "DATA_DIR": str(STATE / "gateway-data"),
         # Bodies in the request log: `metadata` (the foundation's figures) unless asked for.
         "LOG_BODIES": os.environ.get("LOG_BODIES", "metadata"),
+        "UPSTREAM_ALLOW_PRIVATE_NETWORKS": "true",  # the mock upstream listens on 127.0.0.1
     }
 
 

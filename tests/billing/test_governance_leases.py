@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 
 from billing import budget
-from gateway import invalidation
+from gateway import installation, invalidation
 from tests.conftest import wait_for
 
 WORST = Decimal("0.001")  # 1,000 micro-units
@@ -47,7 +47,7 @@ def _caps(scope: str, limit: Decimal) -> budget.Caps:
 
 
 def _counters(scope: str) -> dict[bytes, bytes]:
-    key = f"{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:2099-01"
+    key = f"{installation.redis_prefix()}{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:2099-01"
     if not settings.REDIS_URL:
         return budget.redis_scripts.in_process_client().hgetall(key)
     with redis.Redis.from_url(settings.REDIS_URL) as client:
@@ -201,8 +201,9 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             "BUDGET_REDIS_PREFIX": settings.BUDGET_REDIS_PREFIX,
             **env,
         }
+        pin = f"from gateway import installation; installation.pin({installation.redis_prefix()!r})\n"
         child = subprocess.Popen(
-            [sys.executable, "-c", _RESERVE_IN_WAVES, *args],
+            [sys.executable, "-c", pin + _RESERVE_IN_WAVES, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -26,6 +26,7 @@ from django.conf import settings
 from billing import budget, services
 from billing.models import LedgerEntry
 from billing.periods import current_period, label
+from gateway import installation
 from gateway import services as gateway_services
 from gateway.models import Deployment, VirtualKey
 from tests.bench.procs import Proc, free_port, wait_for_port
@@ -176,5 +177,6 @@ def test_reservation_of_a_killed_process_expires(gateway_setup: Setup, upstream:
     headers = {"Authorization": f"Bearer {gateway_setup.secret}"}
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
     assert httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
-    counters = redis.Redis.from_url(settings.REDIS_URL).hgetall(f"{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:{period}")
+    counters_key = f"{installation.redis_prefix()}{settings.BUDGET_REDIS_PREFIX}:{{{scope}}}:{period}"
+    counters = redis.Redis.from_url(settings.REDIS_URL).hgetall(counters_key)
     assert int(counters[b"reserved"]) == 0

@@ -55,6 +55,7 @@ def second_process(gateway_setup):
         "SECRET_KEY": settings.SECRET_KEY,
         "SECRETS_ENCRYPTION_KEY": ",".join(settings.SECRETS_ENCRYPTION_KEYS),
         "CATALOG_CACHE_TTL": "3600",  # only the Redis message can make it forget
+        "UPSTREAM_ALLOW_PRIVATE_NETWORKS": "true",  # the mock upstream listens on 127.0.0.1
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--port", str(port), "--log-level", "warning"],

@@ -141,6 +141,7 @@ def test_buffered_rows_are_written_on_sigterm(gateway_setup):
         "SECRETS_ENCRYPTION_KEY": ",".join(settings.SECRETS_ENCRYPTION_KEYS),
         "LOG_FLUSH_INTERVAL": "3600",  # only the shutdown flush can write the rows
         "LOG_FLUSH_BATCH": "100000",
+        "UPSTREAM_ALLOW_PRIVATE_NETWORKS": "true",  # the mock upstream listens on 127.0.0.1
     }
     env.pop("REDIS_URL", None)
     process = subprocess.Popen(

@@ -5,6 +5,7 @@ refused and transport failures mapped, the same way for every provider."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -12,10 +13,13 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from gateway import netpolicy
 from gateway.proxy import http
 from gateway.proxy.errors import ProxyError, UpstreamError, UpstreamTimeout
 from gateway.proxy.sse import SSEProtocolError
 from gateway.selectors import DeploymentSnapshot
+
+logger = logging.getLogger(__name__)
 
 
 async def read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -34,6 +38,19 @@ async def read_capped(response: aiohttp.ClientResponse) -> bytes:
 
 def transport_failure(exc: BaseException, deployment: DeploymentSnapshot) -> UpstreamError:
     provider = deployment.provider_name
+    if (reason := netpolicy.refused_by_policy(exc)) is not None:
+        # The admin's URL names an address the gateway may not reach (gateway/netpolicy.py): the
+        # operator's log says which; the client learns nothing of the internal network.
+        logger.warning(
+            "refused to connect to provider %r: %s (UPSTREAM_ALLOW_PRIVATE_NETWORKS=true allows private networks)",
+            provider,
+            reason,
+        )
+        error = UpstreamError(
+            f"The provider '{provider}' was not contacted: its address is not allowed by the gateway's network policy."
+        )
+        error.failover_only = True  # a configuration error: try another deployment, not this one again
+        return error
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"The provider '{provider}' did not answer in time.")
     return UpstreamError(f"The provider '{provider}' could not be reached ({type(exc).__name__}).")

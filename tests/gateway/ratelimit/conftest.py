@@ -1,4 +1,4 @@
-"""Each test runs against both backends: Redis (database 5) and the in-process fallback.
+"""Each test runs against both backends: the run's Redis (REDIS_URL) and the in-process fallback.
 
 Tests use a random project id, so their Redis keys never meet another test's (or another
 xdist worker's); the fixture deletes them afterwards instead of flushing the database.
@@ -17,12 +17,18 @@ import pytest
 import redis
 from django.conf import settings
 
+from gateway import installation
 from gateway.proxy import ratelimit
 
-REDIS_TEST_URL = os.environ.get("RATELIMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+# The run's own Redis (REDIS_URL, as `make test` is given it), or RATELIMIT_TEST_REDIS_URL. Neither
+# on the embedded default: the Redis half is skipped rather than written into a Redis server the
+# developer may use for something else.
+REDIS_TEST_URL = os.environ.get("RATELIMIT_TEST_REDIS_URL") or os.environ.get("REDIS_URL", "")
 
 
 def _redis_answers() -> bool:
+    if not REDIS_TEST_URL:
+        return False
     try:
         with redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=0.5) as client:
             return bool(client.ping())
@@ -32,7 +38,7 @@ def _redis_answers() -> bool:
 
 def _forget(project_id: int) -> None:
     with redis.Redis.from_url(REDIS_TEST_URL) as client:
-        keys = list(client.scan_iter(match=f"rl:{{p{project_id}}}*"))
+        keys = list(client.scan_iter(match=f"{installation.redis_prefix()}rl:{{p{project_id}}}*"))
         if keys:
             client.delete(*keys)
 
@@ -52,7 +58,7 @@ async def _close_the_client() -> AsyncIterator[None]:
 @pytest.fixture
 def redis_url(settings, project_id: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
     if not _redis_answers():
-        pytest.skip(f"needs a Redis server at {REDIS_TEST_URL}")
+        pytest.skip(f"needs a Redis server (REDIS_URL or RATELIMIT_TEST_REDIS_URL; got {REDIS_TEST_URL!r})")
     settings.REDIS_URL = REDIS_TEST_URL
     yield REDIS_TEST_URL
     _forget(project_id)
@@ -117,8 +123,9 @@ def spawn(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
 
     def start(code: str, *args: str) -> subprocess.Popen[str]:
         env = os.environ | {"DJANGO_SETTINGS_MODULE": "gateway.settings", "REDIS_URL": redis_url}
+        pin = f"from gateway import installation; installation.pin({installation.redis_prefix()!r})\n"
         child = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
+            [sys.executable, "-c", pin + code, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -14,6 +14,7 @@ import json
 import pytest
 import redis
 
+from gateway import installation
 from gateway.proxy import ratelimit
 from gateway.proxy.ratelimit import Limits, RateLimited, Ticket
 
@@ -29,7 +30,7 @@ def _leases_on(settings):  # type: ignore[no-untyped-def]
 
 def _window(url: str, project_id: int, scope: str = "key:1") -> dict[bytes, bytes]:
     with redis.Redis.from_url(url) as client:
-        return client.hgetall(f"rl:{{p{project_id}}}:{scope}")
+        return client.hgetall(f"{installation.redis_prefix()}rl:{{p{project_id}}}:{scope}")
 
 
 async def _waves(limits: Limits, *, waves: int, size: int, tokens: int = 0) -> tuple[list[Ticket], list[RateLimited]]:
