@@ -12,13 +12,15 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench.procs import CLIENT_CORE, ROOT, VENV_BIN, pinned
+from tests.bench.procs import CLIENT_CORE, ROOT, VENV_BIN, percentages, pinned
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 MARKER = "BENCH_RESULT "
@@ -58,6 +60,30 @@ class LoadResult:
             "error_count": self.error_count,
             "server_cpu_ms_per_request": self.server_ms_per_request,
         }
+
+    @classmethod
+    def combine(cls, parts: Sequence[LoadResult]) -> LoadResult:
+        """One result from a scenario's interleaved rounds: requests, seconds, errors and CPU time
+        added up; p50 the rounds' median, the other percentiles and the maximum their worst."""
+        if not parts:
+            raise ValueError("nothing to combine")
+        requests = sum(p.requests for p in parts)
+        cpu: dict[str, float] = {}
+        if all(p.cpu for p in parts):
+            seconds = {k: sum(p.cpu[k] for p in parts) for k in parts[0].cpu if k.endswith("_s")}
+            names = {k.removesuffix("_cpu_s"): v for k, v in seconds.items() if k.endswith("_cpu_s")}
+            cpu = seconds | percentages(seconds["elapsed_s"], **names)
+        return cls(
+            requests=requests,
+            duration_s=sum(p.duration_s for p in parts),
+            p50_ms=statistics.median(p.p50_ms for p in parts),
+            p90_ms=max(p.p90_ms for p in parts),
+            p99_ms=max(p.p99_ms for p in parts),
+            max_ms=max(p.max_ms for p in parts),
+            mean_ms=sum(p.mean_ms * p.requests for p in parts) / requests if requests else 0.0,
+            errors={k: sum(p.errors.get(k, 0) for p in parts) for k in parts[0].errors},
+            cpu=cpu,
+        )
 
     @classmethod
     def parse(cls, output: str) -> LoadResult:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,17 +207,32 @@ def raise_open_files_limit(wanted: int = 65536) -> int:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+# The gateway's own services: their CPU is the gateway's work (log rows, counters), not noise.
+SERVICE_COMMANDS = frozenset({"postgres", "postmaster", "redis-server"})
+
+
 def session_cpu_seconds(session_id: int) -> float:
     """User + system CPU of every live process in a session (a Proc and all it started)."""
+    return _cpu_seconds(lambda session, _command: session == session_id)
+
+
+def services_cpu_seconds() -> float:
+    """User + system CPU of the live Postgres and Redis server processes (SERVICE_COMMANDS)."""
+    return _cpu_seconds(lambda _session, command: command in SERVICE_COMMANDS)
+
+
+def _cpu_seconds(wanted: Callable[[int, str], bool]) -> float:
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+            fields = tail.split()
+            command = head.split("(", 1)[1]
         except (OSError, IndexError):
             continue  # gone meanwhile
-        if int(fields[3]) == session_id:
+        if wanted(int(fields[3]), command):
             total += int(fields[11]) + int(fields[12])
     return total / _TICK
 
@@ -238,27 +253,40 @@ def own_and_waited_children_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU used by the server, the mock and everything else over one measured run."""
+    """CPU used by the server, the mock, Postgres and Redis, and everything else over one measured run."""
 
     def __init__(self, *, server: Proc | None, mock: Proc | None) -> None:
         self._server, self._mock = server, mock
         self._start = self._snapshot()
 
-    def _snapshot(self) -> tuple[float, float, float, float, float]:
+    def _snapshot(self) -> tuple[float, float, float, float, float, float]:
         server = session_cpu_seconds(self._server.pid) if self._server else 0.0
         mock = session_cpu_seconds(self._mock.pid) if self._mock and self._mock is not self._server else 0.0
-        return time.monotonic(), server, mock, own_and_waited_children_seconds(), machine_busy_seconds()
+        return (
+            time.monotonic(),
+            server,
+            mock,
+            services_cpu_seconds(),
+            own_and_waited_children_seconds(),
+            machine_busy_seconds(),
+        )
 
     def stop(self) -> dict[str, float]:
-        """Percentages of one core over the run: server, mock, ours (bench + load generator), other."""
+        """Seconds and percentages of one core over the run: server, mock, services (Postgres and
+        Redis), ours (bench + load generator), other."""
         end = self._snapshot()
-        elapsed, server, mock, ours, busy = (b - a for a, b in zip(self._start, end, strict=True))
-        other = max(0.0, busy - server - mock - ours)
+        elapsed, server, mock, services, ours, busy = (b - a for a, b in zip(self._start, end, strict=True))
+        other = max(0.0, busy - server - mock - services - ours)
         return {
             "elapsed_s": elapsed,
             "server_cpu_s": server,
-            "server_cpu_pct": 100 * server / elapsed,
-            "mock_cpu_pct": 100 * mock / elapsed,
-            "client_cpu_pct": 100 * ours / elapsed,
-            "other_cpu_pct": 100 * other / elapsed,
-        }
+            "mock_cpu_s": mock,
+            "services_cpu_s": services,
+            "client_cpu_s": ours,
+            "other_cpu_s": other,
+        } | percentages(elapsed, server=server, mock=mock, services=services, client=ours, other=other)
+
+
+def percentages(elapsed: float, **seconds: float) -> dict[str, float]:
+    """`{name}_cpu_pct` for each CPU time given: its share of one core over `elapsed` seconds."""
+    return {f"{name}_cpu_pct": 100 * value / elapsed if elapsed else 0.0 for name, value in seconds.items()}

@@ -8,9 +8,13 @@
 - gateway-granian (optional, `--targets ...,gateway-granian`): the gateway served by granian, a
   Rust HTTP server, instead of gunicorn + uvicorn, to compare the two servers in one run.
 
-The server under test runs on core 0; wrk and the mock share core 1, so figures are per core.
-Each scenario (non-streaming at c=1 and c=32, streaming at c=1 and c=32) gets a short warm-up,
-then a measured run. After its scenarios a server's worker RSS is read; the gateway then holds
+The servers run on core 0 (one at a time under load); wrk and the mock share core 1, so figures
+are per core. The targets other than LiteLLM are started side by side, each with its own database
+and Redis index, and each scenario (non-streaming at c=1 and c=32, streaming at c=1 and c=32) is
+measured in interleaved rounds (`--rounds`, 4): every target in turn for a quarter of the
+duration, after a short warm-up, so that a shared machine's drift in speed moves all of them
+alike and the ratios between them hold. LiteLLM follows alone. After the scenarios a server's
+worker RSS is read; the gateway then holds
 1,000 slow streams at once while its RSS is sampled (tests/bench/slowstreams.py), and a short
 check shows that the server runs the lifespan shutdown that flushes the request log. Results,
 ratios and the targets (PASS/MISS, tests/bench/goals.py) are printed and written to
@@ -78,6 +82,11 @@ BODY: dict[str, Any] = {
 TARGETS = ("direct", "forwarder", "gateway", "gateway-governed", "litellm")
 ALL_TARGETS = (*TARGETS, "forwarder-stock", "gateway-granian")
 GATEWAY_SERVERS = {"gateway": "uvicorn", "gateway-granian": "granian"}  # also checked for the lifespan flush
+GATEWAY_SLOTS = {(False, "uvicorn"): 0, (True, "uvicorn"): 1, (False, "granian"): 2}  # database and Redis index
+# Targets measured one after another, not in the interleaved rounds: LiteLLM's requests take up to
+# a second at c=32, too long for rounds of a few seconds (the ramp-up at each start would count against it).
+ALONE = frozenset({"litellm"})
+ROUND_WARMUP_S = 0.5  # warm-up before each later round: wrk opens its connections anew each time
 
 
 @dataclass(frozen=True)
@@ -134,18 +143,22 @@ def start_forwarder(upstream: str, *, handler: str = "lean") -> tuple[Proc, Endp
     return proc, Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions", "sk-bench")
 
 
-def gateway_env() -> dict[str, str]:
+def gateway_env(slot: int = 0) -> dict[str, str]:
+    """The environment of one gateway target; each slot has its own database, Redis index and data
+    directory, so that the gateways can run side by side for the interleaved rounds."""
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GATEWAY_"))}
+    suffix = f"_{slot}" if slot else ""
+    base, index = REDIS_URL.rsplit("/", 1)
     return env | {
         "DJANGO_SETTINGS_MODULE": "gateway.settings",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": DATABASE_URL + suffix,
+        "REDIS_URL": f"{base}/{int(index) + slot}",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "SECRETS_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "DEBUG": "0",
-        "DATA_DIR": str(STATE / "gateway-data"),
+        "DATA_DIR": str(STATE / f"gateway-data{suffix}"),
         # Bodies in the request log: `metadata` (the foundation's figures) unless asked for.
         "LOG_BODIES": os.environ.get("LOG_BODIES", "metadata"),
         "UPSTREAM_ALLOW_PRIVATE_NETWORKS": "true",  # the mock upstream listens on 127.0.0.1
@@ -157,15 +170,16 @@ def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = Fals
     import psycopg
     import redis
 
-    name = DATABASE_URL.rsplit("/", 1)[1]
+    database_url, redis_url = env["DATABASE_URL"], env["REDIS_URL"]
+    name = database_url.rsplit("/", 1)[1]
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise Skip(f"unexpected database name {name!r}")
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
     try:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {name}")
-        with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
+        with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
             client.flushdb()
     except (psycopg.Error, redis.RedisError) as exc:
         raise Skip(f"Postgres or Redis is not usable ({type(exc).__name__}: {exc})") from None
@@ -184,7 +198,7 @@ def prepare_gateway(env: dict[str, str], upstream: str, *, governed: bool = Fals
 def start_gateway(
     upstream: str, *, governed: bool = False, server: str = "uvicorn", slow_model: str = ""
 ) -> tuple[Proc, Endpoint]:
-    env = gateway_env()
+    env = gateway_env(GATEWAY_SLOTS[governed, server])
     key = prepare_gateway(env, upstream, governed=governed, slow_model=slow_model)
     port = free_port()
     name = "gateway-governed" if governed else ("gateway" if server == "uvicorn" else f"gateway-{server}")
@@ -316,14 +330,15 @@ def fmt_cpu(result: LoadResult) -> str:
         return ""
     per_request = result.server_ms_per_request
     server, mock, other = cpu["server_cpu_pct"], cpu["mock_cpu_pct"], cpu["other_cpu_pct"]
-    return f"{server:>5.0f}% {per_request or 0:>7.3f} {mock:>5.0f}% {other:>6.0f}%"
+    services = cpu.get("services_cpu_pct", 0.0)
+    return f"{server:>5.0f}% {per_request or 0:>7.3f} {mock:>5.0f}% {services:>5.0f}% {other:>6.0f}%"
 
 
 def print_table(results: dict[str, dict[str, LoadResult]], skipped: dict[str, str]) -> None:
     print()
     header = (
         f"{'target':<16} {'scenario':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'srv cpu':>6} {'ms/req':>7} {'mock':>6} {'other':>7}  errors"
+        f"{'srv cpu':>6} {'ms/req':>7} {'mock':>6} {'pg+rd':>6} {'other':>7}  errors"
     )
     print(header)
     print("-" * (len(header) + 4))
@@ -337,8 +352,9 @@ def print_table(results: dict[str, dict[str, LoadResult]], skipped: dict[str, st
         print(f"{target:<16} skipped: {reason}")
     print(
         "srv cpu: the server's CPU (100% = its whole core); ms/req: its CPU time per request; "
-        "mock: the mock's CPU;\nother: CPU used by processes that are not part of the bench "
-        "(noise: above a few % the figures are disturbed)."
+        "mock: the mock's CPU;\npg+rd: Postgres and Redis (the gateway's log rows and counters); "
+        "other: CPU used by processes that are not part of the bench\n(noise: above a few % the figures "
+        "are disturbed). Targets other than LiteLLM are measured in interleaved rounds (--rounds)."
     )
 
 
@@ -355,6 +371,7 @@ def meta(args: argparse.Namespace, wrk: str | None, wrk_note: str) -> dict[str, 
         "priority": args.priority,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "body": BODY,
         "django": django.get_version(),
         "litellm": peer.LITELLM_VERSION,
@@ -459,7 +476,7 @@ def check_lifespan(target: str, endpoint: Endpoint, extras: Extras) -> None:
         result = servers.lifespan_check(
             server=server,
             env=endpoint.env,
-            database_url=DATABASE_URL,
+            database_url=endpoint.env["DATABASE_URL"],
             url_path="/v1/chat/completions",
             key=endpoint.key,
             body=body_file(stream=False).read_bytes(),
@@ -470,6 +487,130 @@ def check_lifespan(target: str, endpoint: Endpoint, extras: Extras) -> None:
         return
     extras.lifespan[target] = result
     print(f"[{target}] lifespan: {result.line()}", flush=True)
+
+
+class Bench:
+    """One run: the targets started, measured scenario by scenario, and what was found."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        scenarios: list[Scenario],
+        wrk: str | None,
+        mock: Proc,
+        upstream: str,
+        quiet: Quiet | None,
+    ) -> None:
+        self.args, self.scenarios, self.wrk, self.mock, self.upstream, self.quiet = (
+            args,
+            scenarios,
+            wrk,
+            mock,
+            upstream,
+            quiet,
+        )
+        self.results: dict[str, dict[str, LoadResult]] = {}
+        self.skipped: dict[str, str] = {}
+        self.extras = Extras(rss_mib={}, slow={}, slow_skipped={}, lifespan={})
+        self.failed = False
+
+    def measure_group(self, targets: list[str], *, rounds: int) -> None:
+        """Start the targets side by side, then measure each scenario in `rounds` rounds that visit
+        every target in turn for duration/rounds seconds: a machine that speeds up or slows down
+        during the run (a shared VM does, by tens of per cent within a minute) moves every
+        target's figures alike, so the ratios between them hold. Then memory, slow streams and
+        the lifespan check per target, and the targets are stopped."""
+        running: dict[str, tuple[Proc | None, Endpoint]] = {}
+        started = time.monotonic()
+        try:
+            for target in targets:
+                if started_target := self._start(target):
+                    running[target] = started_target
+            slice_s = self.args.duration / rounds
+            for scenario in self.scenarios:
+                parts: dict[str, list[LoadResult]] = {t: [] for t in running}
+                for round_ in range(rounds):
+                    for target in list(running):
+                        proc, endpoint = running[target]
+                        warmup = self.args.warmup if round_ == 0 else min(self.args.warmup, ROUND_WARMUP_S)
+                        try:
+                            parts[target].append(self._measure(target, proc, endpoint, scenario, slice_s, warmup))
+                        except RuntimeError as exc:
+                            self._fail(target, exc)
+                            if proc is not None:
+                                proc.stop()
+                            del running[target]
+                for target in running:
+                    result = LoadResult.combine(parts[target])
+                    self.results[target][scenario.name] = result
+                    print(
+                        f"[{target}] {scenario.name:<16} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms"
+                        f"  p99 {result.p99_ms:7.2f} ms  errors {fmt_errors(result)}"
+                        + (f"  ({rounds} rounds)" if rounds > 1 else ""),
+                        flush=True,
+                    )
+            for target, (proc, endpoint) in running.items():
+                if proc is None:
+                    continue
+                try:
+                    after_scenarios(target, proc, endpoint, self.args, self.extras)
+                except RuntimeError as exc:
+                    self._fail(target, exc)
+                proc.stop()
+                if target in GATEWAY_SERVERS and self.args.lifespan_check:
+                    check_lifespan(target, endpoint, self.extras)
+        finally:
+            for proc, _endpoint in running.values():
+                if proc is not None:
+                    proc.stop()
+        print(f"[{', '.join(targets)}] done in {time.monotonic() - started:.0f} s", flush=True)
+
+    def _start(self, target: str) -> tuple[Proc | None, Endpoint] | None:
+        proc: Proc | None = None
+        try:
+            if target == "direct":
+                endpoint = Endpoint(self.upstream + "/chat/completions", "sk-bench")
+            else:
+                print(f"[{target}] starting ...", flush=True)
+                proc, endpoint = start_target(target, self.upstream, self.args)
+            for stream in sorted({s.stream for s in self.scenarios}):
+                check(endpoint, stream=stream)
+        except Skip as exc:
+            self.skipped[target] = str(exc)
+            print(f"{'LiteLLM' if target == 'litellm' else target} skipped: {exc}", flush=True)
+        except RuntimeError as exc:
+            self._fail(target, exc)
+        else:
+            self.results[target] = {}
+            return proc, endpoint
+        if proc is not None:
+            proc.stop()
+        return None
+
+    def _measure(
+        self, target: str, proc: Proc | None, endpoint: Endpoint, scenario: Scenario, seconds: float, warmup: float
+    ) -> LoadResult:
+        result = measure(
+            endpoint,
+            scenario,
+            wrk=self.wrk,
+            duration=seconds,
+            warmup=warmup,
+            server=proc or self.mock,
+            mock=self.mock,
+            quiet=self.quiet,
+        )
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{target} died during the run:\n{proc.tail()}")
+        return result
+
+    def _fail(self, target: str, exc: RuntimeError) -> None:
+        self.skipped[target] = f"failed: {exc}"
+        self.results.pop(target, None)
+        print(f"[{target}] FAILED: {exc}", flush=True)
+        self.failed = self.failed or target in ("direct", "gateway")
+        if target == "litellm":
+            print(f"LiteLLM skipped: {str(exc).splitlines()[0]}")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -485,61 +626,14 @@ def bench(args: argparse.Namespace) -> int:
     scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
     mock, upstream = start_mock()
     quiet = Quiet(per_run=args.quiet_wait, total=args.quiet_wait * 6) if args.quiet_wait > 0 else None
-    results: dict[str, dict[str, LoadResult]] = {}
-    skipped: dict[str, str] = {}
-    extras = Extras(rss_mib={}, slow={}, slow_skipped={}, lifespan={})
-    failed = False
+    run = Bench(args, scenarios, wrk, mock, upstream, quiet)
+    together = [t for t in args.targets if t not in ALONE]
+    run.measure_group(together, rounds=args.rounds)
     for target in args.targets:
-        started = time.monotonic()
-        proc: Proc | None = None
-        try:
-            if target == "direct":
-                endpoint = Endpoint(upstream + "/chat/completions", "sk-bench")
-            else:
-                print(f"[{target}] starting ...", flush=True)
-                proc, endpoint = start_target(target, upstream, args)
-            for stream in sorted({s.stream for s in scenarios}):
-                check(endpoint, stream=stream)
-            results[target] = {}
-            for scenario in scenarios:
-                result = measure(
-                    endpoint,
-                    scenario,
-                    wrk=wrk,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    server=proc or mock,
-                    mock=mock,
-                    quiet=quiet,
-                )
-                results[target][scenario.name] = result
-                print(
-                    f"[{target}] {scenario.name:<16} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms"
-                    f"  p99 {result.p99_ms:7.2f} ms  errors {fmt_errors(result)}",
-                    flush=True,
-                )
-                if proc is not None and not proc.alive():
-                    raise RuntimeError(f"{target} died during the run:\n{proc.tail()}")
-            if proc is not None:
-                after_scenarios(target, proc, endpoint, args, extras)
-                proc.stop()
-                if target in GATEWAY_SERVERS and args.lifespan_check:
-                    check_lifespan(target, endpoint, extras)
-        except Skip as exc:
-            skipped[target] = str(exc)
-            label = "LiteLLM" if target == "litellm" else target
-            print(f"{label} skipped: {exc}", flush=True)
-        except RuntimeError as exc:
-            skipped[target] = f"failed: {exc}"
-            print(f"[{target}] FAILED: {exc}", flush=True)
-            failed = failed or target in ("direct", "gateway")
-            if target == "litellm":
-                print(f"LiteLLM skipped: {str(exc).splitlines()[0]}")
-        finally:
-            if proc is not None:
-                proc.stop()
-        print(f"[{target}] done in {time.monotonic() - started:.0f} s", flush=True)
+        if target in ALONE:
+            run.measure_group([target], rounds=1)
     mock.stop()
+    results, skipped, extras, failed = run.results, run.skipped, run.extras, run.failed
 
     print_table(results, skipped)
     print_servers(results, extras)
@@ -676,6 +770,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per scenario (8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario (2)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="interleaved rounds per scenario, each target in turn for duration/rounds seconds (4; 1: one by one)",
+    )
+    parser.add_argument(
         "--targets",
         default=",".join(TARGETS),
         help=f"comma-separated, in order, from {', '.join(ALL_TARGETS)} (default: {','.join(TARGETS)})",
@@ -730,6 +830,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=25, help="functions to list in the profile summary")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if unknown := [t for t in args.targets if t not in ALL_TARGETS]:
         parser.error(f"unknown target(s): {', '.join(unknown)}")
