@@ -259,17 +259,24 @@ class _Watch:
     __slots__ = ("ending", "left", "request", "task")
 
     def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]], request: asyncio.Task[Any]) -> None:
-        self.request = request
+        self.request: asyncio.Task[Any] | None = request
         self.left = False
         self.ending = False
-        self.task = asyncio.get_running_loop().create_task(self._run(receive))
+        self.task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._run(receive))
 
     async def _run(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        if not self.ending:
+        if not self.ending and self.request is not None:
             self.left = True
             self.request.cancel()
 
     def stop(self) -> None:
-        self.task.cancel()
+        """Cancel the watching task and let go of both tasks. The cancelled task keeps its
+        CancelledError, whose traceback holds `_run`'s frame and so this object: were the tasks
+        still referenced from here, every request would leave a reference cycle (the two tasks,
+        uvicorn's request cycle and its transport, ~30 objects) for the oldest GC generation, and
+        a thousand streams would grow the worker by megabytes until a full collection."""
+        if self.task is not None:
+            self.task.cancel()
+        self.task = self.request = None
