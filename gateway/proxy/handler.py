@@ -41,6 +41,7 @@ from gateway.proxy import auth_throttle, endpoints, logbuffer
 from gateway.proxy.dialects.anthropic_messages import error_response as anthropic_error
 from gateway.proxy.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ProxyError
 from gateway.proxy.request import new_request_id, presented_key
+from gateway.proxy.sse import LastPiece
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -196,6 +197,11 @@ async def _send_response(
     pieces = response._iterator  # our relay (an async generator of bytes): closed here, whatever happens
     try:
         async for piece in pieces:
+            if type(piece) is LastPiece:
+                if watch is not None:
+                    watch.ending = True
+                await send({"type": "http.response.body", "body": bytes(piece), "more_body": False})
+                return
             if piece:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
         if watch is not None:

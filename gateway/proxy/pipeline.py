@@ -29,6 +29,7 @@ from gateway.proxy.dialects import Call, Dialect, Opened, StreamEncoder
 from gateway.proxy.errors import InternalError, ProxyError, UnreadableAnswer
 from gateway.proxy.exchange import Exchange, in_background
 from gateway.proxy.router import Routed
+from gateway.proxy.sse import LastPiece
 from gateway.proxy.stages.admission import Admission
 from gateway.proxy.stages.screening import Screening
 from gateway.proxy.stages.usage import openai_usage
@@ -139,6 +140,12 @@ def _stream_response(
     return dialect.identify(response, exchange.request_id)
 
 
+def _more_now(upstream: object) -> bool:
+    """Whether the upstream's next items are here already (received in the same read, or its
+    whole answer received), so that taking them costs no wait: they go out with these, in one write."""
+    return bool(getattr(upstream, "buffered", 0)) or bool(getattr(upstream, "complete", False))
+
+
 async def _relay(
     opened: Opened, encoder: StreamEncoder, exchange: Exchange, secrets: scrub.Secrets
 ) -> AsyncIterator[bytes]:
@@ -157,22 +164,22 @@ async def _relay(
     try:
         if data := encoder.encode(opened.first):
             waiting.append(data)
-        if waiting and not getattr(upstream, "buffered", 0):
+        if waiting and not _more_now(upstream):
             yield secrets.bytes(b"".join(waiting))
             waiting.clear()
         async for item in opened.rest:
             if data := encoder.encode(item):
                 waiting.append(data)
-            if waiting and not getattr(upstream, "buffered", 0):
+            if waiting and not _more_now(upstream):
                 # Nothing else has arrived: send what has, in one write.
                 yield secrets.bytes(b"".join(waiting))
                 waiting.clear()
         waiting.append(encoder.tail())
         finished = True
-        yield secrets.bytes(b"".join(waiting))
+        yield LastPiece(secrets.bytes(b"".join(waiting)))
     except ProxyError as exc:
         exchange.failed(exc.status, exc.code)
-        yield secrets.bytes(b"".join(waiting) + encoder.error(exc))
+        yield LastPiece(secrets.bytes(b"".join(waiting) + encoder.error(exc)))
     finally:
         if not finished and not exchange.error_code:
             exchange.failed(499, "client_disconnected")

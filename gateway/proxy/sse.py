@@ -9,6 +9,11 @@ class SSEProtocolError(Exception):
     pass
 
 
+class LastPiece(bytes):
+    """The last piece of a streamed response body: the handler sends it with `more_body: False`,
+    the end of the response in the same write instead of one more."""
+
+
 async def data_payloads(chunks: AsyncIterator[bytes], *, max_event_bytes: int) -> AsyncIterator[bytes]:
     """Yield each event's data (multi-line data joined with newlines); comments and other fields are skipped."""
     async for batch in data_batches(chunks, max_event_bytes=max_event_bytes):

@@ -95,6 +95,11 @@ class OpenAIStream:
         # the model name can pass those bytes on instead of encoding the chunk again.
         self.last: tuple[dict, bytes] | None = None
 
+    @property
+    def complete(self) -> bool:
+        """The upstream's whole answer has been received: reading the rest will not wait."""
+        return self._response.content.is_eof()
+
     async def __aiter__(self) -> AsyncIterator[dict]:
         async for batch in self._batches():
             self.buffered = len(batch)

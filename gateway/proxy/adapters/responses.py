@@ -45,6 +45,11 @@ class ResponsesStream:
         self._deployment = deployment
         self.buffered = 0  # events received and waiting (a relay sends them in one write)
 
+    @property
+    def complete(self) -> bool:
+        """The upstream's whole answer has been received: reading the rest will not wait."""
+        return self._response.content.is_eof()
+
     async def __aiter__(self) -> AsyncIterator[dict]:
         done = False
         with mid_stream_failures():
