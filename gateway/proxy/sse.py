@@ -23,31 +23,32 @@ async def data_payloads(chunks: AsyncIterator[bytes], *, max_event_bytes: int) -
 
 async def data_batches(chunks: AsyncIterator[bytes], *, max_event_bytes: int) -> AsyncIterator[list[bytes]]:
     """Like data_payloads, but the events completed by one upstream read come together, so a relay
-    can pass on in one write what arrived in one read."""
-    buffer = b""
+    can pass on in one write what arrived in one read.
+
+    Lines end with LF (a CR before it is dropped); each read is split into lines once, and only an
+    unfinished last line is kept for the next read."""
+    pending = b""  # the unfinished last line of what was read so far
     data: list[bytes] = []
     async for chunk in chunks:
-        batch: list[bytes] = []
-        buffer += chunk
+        buffer = pending + chunk if pending else chunk
         if len(buffer) > max_event_bytes:
             raise SSEProtocolError("an upstream event exceeded the size limit")
-        while True:
-            newline = buffer.find(b"\n")
-            if newline < 0:
-                break
-            line = buffer[:newline].rstrip(b"\r")
-            buffer = buffer[newline + 1 :]
+        lines = buffer.split(b"\n")
+        pending = lines.pop()
+        batch: list[bytes] = []
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line.rstrip(b"\r")
             if not line:
                 if data:
                     batch.append(b"\n".join(data))
                     data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
             # "event:", "id:", "retry:" and ":" comments carry nothing the OpenAI wire format needs
         if batch:
             yield batch
-    tail = buffer.rstrip(b"\r")
+    tail = pending.rstrip(b"\r")
     if tail.startswith(b"data:"):
         value = tail[5:]
         data.append(value[1:] if value.startswith(b" ") else value)

@@ -101,32 +101,22 @@ class OpenAIStream:
         return self._response.content.is_eof()
 
     async def __aiter__(self) -> AsyncIterator[dict]:
-        async for batch in self._batches():
-            self.buffered = len(batch)
-            for last in batch:
-                self.buffered -= 1
-                self.last = last
-                yield last[0]
-
-    async def _batches(self) -> AsyncIterator[list[tuple[dict, bytes]]]:
+        # One generator over the upstream's reads (not one per layer: each async generator costs
+        # its creation, the event loop's registration and a resumption per item).
         done = False
         with mid_stream_failures():
             async for payloads in data_batches(
                 self._response.content.iter_any(), max_event_bytes=settings.UPSTREAM_MAX_RESPONSE_BYTES
             ):
-                batch = []
-                try:
-                    for data in payloads:
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        batch.append((_chunk(data), data))
-                except UpstreamError:
-                    if batch:
-                        yield batch  # what came before the bad event still reaches the client
-                    raise
-                if batch:
-                    yield batch
+                self.buffered = len(payloads)
+                for data in payloads:
+                    self.buffered -= 1
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    chunk = _chunk(data)  # what came before a bad event has reached the client already
+                    self.last = (chunk, data)
+                    yield chunk
                 if done:
                     break
         if not done:
