@@ -41,7 +41,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -489,30 +489,20 @@ def check_lifespan(target: str, endpoint: Endpoint, extras: Extras) -> None:
     print(f"[{target}] lifespan: {result.line()}", flush=True)
 
 
+@dataclass
 class Bench:
     """One run: the targets started, measured scenario by scenario, and what was found."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        scenarios: list[Scenario],
-        wrk: str | None,
-        mock: Proc,
-        upstream: str,
-        quiet: Quiet | None,
-    ) -> None:
-        self.args, self.scenarios, self.wrk, self.mock, self.upstream, self.quiet = (
-            args,
-            scenarios,
-            wrk,
-            mock,
-            upstream,
-            quiet,
-        )
-        self.results: dict[str, dict[str, LoadResult]] = {}
-        self.skipped: dict[str, str] = {}
-        self.extras = Extras(rss_mib={}, slow={}, slow_skipped={}, lifespan={})
-        self.failed = False
+    args: argparse.Namespace
+    scenarios: list[Scenario]
+    wrk: str | None
+    mock: Proc
+    upstream: str
+    quiet: Quiet | None
+    results: dict[str, dict[str, LoadResult]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    extras: Extras = field(default_factory=lambda: Extras(rss_mib={}, slow={}, slow_skipped={}, lifespan={}))
+    failed: bool = False
 
     def measure_group(self, targets: list[str], *, rounds: int) -> None:
         """Start the targets side by side, then measure each scenario in `rounds` rounds that visit
@@ -605,8 +595,7 @@ class Bench:
         return result
 
     def _fail(self, target: str, exc: RuntimeError) -> None:
-        self.skipped[target] = f"failed: {exc}"
-        self.results.pop(target, None)
+        self.skipped[target] = f"failed: {exc}"  # scenarios measured before the failure stay in the results
         print(f"[{target}] FAILED: {exc}", flush=True)
         self.failed = self.failed or target in ("direct", "gateway")
         if target == "litellm":
@@ -773,7 +762,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=4,
-        help="interleaved rounds per scenario, each target in turn for duration/rounds seconds (4; 1: one by one)",
+        help="interleaved rounds per scenario, each target in turn for duration/rounds seconds (4; 1: one run each)",
     )
     parser.add_argument(
         "--targets",
